@@ -1,0 +1,36 @@
+# One-command set-up. `make test` and `make lab` create .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: test lab lint format notebooks clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+## test: lint, unit tests, then every notebook through nbval
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest tests
+	@# pytest exits 5 when it collects nothing (no notebooks yet): that is not a failure.
+	$(BIN)/python -m pytest --nbval-lax notebooks/ || [ $$? -eq 5 ]
+
+## lab: JupyterLab on notebooks/
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+format: $(STAMP)
+	$(BIN)/ruff format kdlib tests
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
