@@ -61,9 +61,12 @@ def applies_softmax(model: keras.Model) -> bool:
 def _output_shape(model: keras.Model) -> tuple[Any, ...] | None:
     """The static output shape of a built functional/Sequential model, else None."""
     try:
-        return tuple(model.output.shape)
+        outputs = model.outputs
     except (AttributeError, ValueError):
         return None
+    if not outputs or len(outputs) != 1:
+        return None
+    return tuple(outputs[0].shape)
 
 
 def _num_replicas_in_sync() -> int:

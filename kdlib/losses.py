@@ -19,18 +19,12 @@ _HALF = ("float16", "bfloat16")
 
 def check_temperature(temperature: Any) -> float:
     """Return ``temperature`` as a float, or raise if it is not a finite number > 0."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+    value = math.nan
+    if not isinstance(temperature, (bool, str)) and not hasattr(temperature, "__len__"):
         try:
-            value = float(temperature)  # numpy scalars and 0-d arrays
+            value = float(temperature)  # ints, floats, numpy scalars
         except (TypeError, ValueError):
-            value = None
-        if value is None or hasattr(temperature, "__len__"):
-            raise ValueError(
-                f"temperature must be a finite number > 0, got {temperature!r} "
-                f"({type(temperature).__name__}); pass e.g. temperature=3.0."
-            )
-    else:
-        value = float(temperature)
+            pass
     if not math.isfinite(value) or value <= 0:
         raise ValueError(
             f"temperature must be a finite number > 0, got {temperature!r}; "

@@ -1,0 +1,180 @@
+"""kdlib.data.load_mnist: every lookup step, corrupt and missing files; the helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import kdlib.data as data
+
+
+def write_fake_mnist(path, n_train=30, n_test=10, label_offset=0, **override):
+    rng = np.random.default_rng(0)
+    arrays = {
+        "x_train": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "y_train": ((np.arange(n_train) + label_offset) % 10).astype(np.uint8),
+        "x_test": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "y_test": (np.arange(n_test) % 10).astype(np.uint8),
+    }
+    arrays.update(override)
+    np.savez(path, **arrays)
+    return arrays
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch):
+    """No env dir, an empty repo data dir, an empty Keras cache, and no network."""
+    monkeypatch.delenv("KDLIB_DATA_DIR", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.setattr(data, "REPO_DATA_DIR", tmp_path / "repo_data")
+
+    def no_network():
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(data, "_download", no_network)
+    return tmp_path
+
+
+def test_explicit_path_wins(isolated, monkeypatch):
+    env_dir = isolated / "env"
+    env_dir.mkdir()
+    write_fake_mnist(env_dir / "mnist.npz", n_train=20)
+    monkeypatch.setenv("KDLIB_DATA_DIR", str(env_dir))
+    write_fake_mnist(isolated / "mine.npz", n_train=40)
+    (x, y), (xt, yt) = data.load_mnist(isolated / "mine.npz")
+    assert x.shape == (40, 28, 28) and x.dtype == np.uint8 and y.dtype == np.uint8
+    assert xt.shape == (10, 28, 28) and yt.shape == (10,)
+
+
+def test_env_dir_before_repo_and_cache(isolated, monkeypatch):
+    env_dir = isolated / "env"
+    env_dir.mkdir()
+    write_fake_mnist(env_dir / "mnist.npz", n_train=20)
+    (isolated / "repo_data").mkdir()
+    write_fake_mnist(isolated / "repo_data" / "mnist.npz", n_train=30)
+    monkeypatch.setenv("KDLIB_DATA_DIR", str(env_dir))
+    assert data.load_mnist()[0][0].shape[0] == 20
+
+
+def test_repo_data_before_keras_cache(isolated):
+    (isolated / "repo_data").mkdir()
+    write_fake_mnist(isolated / "repo_data" / "mnist.npz", n_train=30)
+    cache = isolated / "keras_home" / "datasets"
+    cache.mkdir(parents=True)
+    write_fake_mnist(cache / "mnist.npz", n_train=50)
+    assert data.load_mnist()[0][0].shape[0] == 30
+
+
+def test_keras_cache(isolated):
+    cache = isolated / "keras_home" / "datasets"
+    cache.mkdir(parents=True)
+    write_fake_mnist(cache / "mnist.npz", n_train=50)
+    assert data.load_mnist()[0][0].shape[0] == 50
+
+
+def test_download_is_last(isolated, monkeypatch):
+    fake = write_fake_mnist(isolated / "dl.npz", n_train=60)
+    monkeypatch.setattr(
+        data,
+        "_download",
+        lambda: ((fake["x_train"], fake["y_train"]), (fake["x_test"], fake["y_test"])),
+    )
+    (x, y), _ = data.load_mnist()
+    np.testing.assert_array_equal(x, fake["x_train"])
+
+
+def test_nothing_and_no_network_says_where_to_put_it(isolated):
+    with pytest.raises(FileNotFoundError) as err:
+        data.load_mnist()
+    message = str(err.value)
+    assert "mnist.npz" in message and "KDLIB_DATA_DIR" in message
+    assert "network is unreachable" in message
+    assert str(isolated / "repo_data" / "mnist.npz") in message
+
+
+def test_missing_explicit_path(isolated):
+    with pytest.raises(FileNotFoundError, match="nope.npz"):
+        data.load_mnist(isolated / "nope.npz")
+
+
+def test_truncated_file_names_the_file(isolated):
+    good = isolated / "good.npz"
+    write_fake_mnist(good)
+    bad = isolated / "truncated.npz"
+    bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(ValueError, match="truncated.npz"):
+        data.load_mnist(bad)
+
+
+def test_garbage_file_names_the_file(isolated):
+    bad = isolated / "garbage.npz"
+    bad.write_bytes(b"this is not a zip file at all")
+    with pytest.raises(ValueError, match="garbage.npz"):
+        data.load_mnist(bad)
+
+
+def test_pickled_object_arrays_are_refused(isolated):
+    bad = isolated / "pickled.npz"
+    np.savez(bad, x_train=np.array([{"a": 1}], dtype=object), y_train=np.zeros(1),
+             x_test=np.zeros(1), y_test=np.zeros(1))
+    with pytest.raises(ValueError, match="pickled.npz"):
+        data.load_mnist(bad)
+
+
+@pytest.mark.parametrize(
+    "override,fragment",
+    [
+        ({"x_train": np.zeros((30, 28, 28), np.float32)}, "dtypes"),
+        ({"x_test": np.zeros((10, 32, 32), np.uint8)}, "shape"),
+        ({"y_test": np.full(10, 12, np.uint8)}, "labels span"),
+        ({"y_train": np.zeros(29, np.uint8)}, "y_train has shape"),
+    ],
+)
+def test_wrong_contents(isolated, override, fragment):
+    path = isolated / "odd.npz"
+    write_fake_mnist(path, **override)
+    with pytest.raises(ValueError, match=fragment):
+        data.load_mnist(path)
+
+
+def test_missing_key(isolated):
+    path = isolated / "partial.npz"
+    np.savez(path, x_train=np.zeros((1, 28, 28), np.uint8))
+    with pytest.raises(ValueError, match="partial.npz"):
+        data.load_mnist(path)
+
+
+def test_real_offline_copy_if_present():
+    path = data.candidate_paths()[0]
+    if not path.is_file():
+        pytest.skip("no offline MNIST here")
+    (x, y), (xt, yt) = data.load_mnist()
+    assert x.shape == (60000, 28, 28) and xt.shape == (10000, 28, 28)
+    # class counts from the data set's own README
+    np.testing.assert_array_equal(
+        np.bincount(yt), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    )
+
+
+def test_scale_images():
+    x = np.array([[0, 51, 255]], np.uint8)
+    np.testing.assert_allclose(data.scale_images(x), [[0.0, 0.2, 1.0]], rtol=1e-7)
+    assert data.scale_images(x).dtype == np.float32
+    with pytest.raises(ValueError, match="uint8"):
+        data.scale_images(x.astype("float32"))
+
+
+def test_balanced_subset():
+    y = np.repeat(np.arange(10), 50)
+    x = np.arange(500)
+    xs, ys = data.balanced_subset(x, y, 103, seed=1)
+    counts = np.bincount(ys, minlength=10)
+    assert counts.sum() == 103 and counts.max() - counts.min() <= 1
+    np.testing.assert_array_equal(y[xs], ys)  # images stay paired with their labels
+    assert len(np.unique(xs)) == 103  # no duplicates
+    xs2, _ = data.balanced_subset(x, y, 103, seed=1)
+    np.testing.assert_array_equal(xs, xs2)
+    with pytest.raises(ValueError, match="size"):
+        data.balanced_subset(x, y, 0)
+    with pytest.raises(ValueError, match="class"):
+        data.balanced_subset(x, y, 600)
