@@ -3,9 +3,25 @@
 Modules: :mod:`kdlib.losses` (softmax with temperature, KL, distillation loss),
 :mod:`kdlib.distiller` (the Keras ``Distiller``), :mod:`kdlib.data` (MNIST),
 :mod:`kdlib.models` (teacher and student factories), :mod:`kdlib.config` (fast mode).
+
+``kdlib.Distiller`` is imported lazily, so ``import kdlib.config`` (and ``kdlib --help``)
+does not pay for importing Keras and its backend.
 """
 
-from kdlib.distiller import Distiller
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kdlib.distiller import Distiller
 
 __all__ = ["Distiller"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Distiller":
+        from kdlib.distiller import Distiller
+
+        return Distiller
+    raise AttributeError(f"module 'kdlib' has no attribute {name!r}")
