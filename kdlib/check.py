@@ -367,7 +367,9 @@ def cross_entropy(student_fn: Callable[..., Any]) -> bool:
 
 
 def _logit_pairs(
-    reference: Callable[[np.ndarray, np.ndarray, float], np.ndarray], hint: str
+    reference: Callable[[np.ndarray, np.ndarray, float], np.ndarray],
+    hint: str,
+    underflow_hint: str = _STABLE,
 ) -> list[_Case]:
     rng = _rng()
     cases: list[_Case] = []
@@ -384,7 +386,7 @@ def _logit_pairs(
         add(np.round(rng.normal(0, 3, n), 2), np.round(rng.normal(0, 3, n), 2), temperature)
     add([2.0, 1.0, 0.1], [2.0, 1.0, 0.1], 3.0)
     add([1000.0, 0.0, -1000.0], [0.0, 0.0, 0.0], 1.0, _STABLE)
-    add([5.0, 1.0, -2.0], [-1000.0, 0.0, 1000.0], 2.0, _STABLE)
+    add([5.0, 1.0, -2.0], [-1000.0, 0.0, 1000.0], 2.0, underflow_hint)
     add(
         [[5.0, 1.0, -2.0], [0.5, 0.2, 0.1]],
         [[4.0, 2.0, -1.0], [0.1, 0.2, 0.5]],
@@ -408,7 +410,12 @@ def distillation_loss(student_fn: Callable[..., Any]) -> bool:
         "soften both with the same T, p = softmax(t / T) and q = softmax(s / T), take "
         "KL(p || q) = sum p (log p - log q) over the last axis, then multiply by T**2."
     )
-    cases = _logit_pairs(_distillation, hint)
+    underflow = (
+        "even a stable softmax underflows: softmax([-1000, 0, 1000] / 2) has q_0 = 0 "
+        "exactly, so log(p / q) = inf. Take logs with log-softmax instead, log q = "
+        "z - max(z) - log(sum(exp(z - max(z)))), and KL = sum p (log p - log q)."
+    )
+    cases = _logit_pairs(_distillation, hint, underflow)
 
     def diagnose(case: _Case, got: np.ndarray) -> str | None:
         t, s, temperature = case.args
