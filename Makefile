@@ -21,6 +21,14 @@ test: $(STAMP)
 	@# pytest exits 5 when it collects nothing (no notebooks yet): that is not a failure.
 	$(BIN)/python -m pytest --nbval-lax notebooks/ || [ $$? -eq 5 ]
 
+## notebooks: write the Colab header, then run the notebooks in place in full mode
+##   (KDLIB_FAST unset) so the committed copies carry real outputs. A subset:
+##   make notebooks NB=notebooks/01_*.ipynb
+NB ?= notebooks/[0-9][0-9]_*.ipynb
+notebooks: $(STAMP)
+	$(BIN)/python scripts/sync_notebooks.py $(NB)
+	env -u KDLIB_FAST -u MPLBACKEND $(BIN)/python scripts/run_notebooks.py $(NB)
+
 ## lab: JupyterLab on notebooks/
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
