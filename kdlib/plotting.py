@@ -261,3 +261,224 @@ def plot_gradient_norm_vs_temperature(
     ax.set_ylabel("gradient norm w.r.t. student logits")
     ax.legend(fontsize="small")
     return ax
+
+
+# --------------------------------------------------------------------------------------
+# The MNIST distillation experiment (notebook 04 and `kdlib distill --plot`)
+# --------------------------------------------------------------------------------------
+
+MODEL_COLORS = {"teacher": "C0", "scratch": "C1", "distilled": "C2"}
+
+
+def plot_training_curves(
+    histories: dict[str, dict[str, Sequence[float]]],
+    metric: str = "accuracy",
+    ax: Axes | None = None,
+) -> Axes:
+    """Training (dashed) and validation (solid) ``metric`` per epoch, one colour per model.
+
+    Parameters
+    ----------
+    histories : dict
+        ``{model name: keras History.history}``, e.g. ``result.histories`` of
+        :func:`kdlib.experiment.run_experiment`.
+    metric : str
+        A key of every history; ``"val_" + metric`` is drawn too when present.
+
+    Returns
+    -------
+    The Axes; for each model (in the order given) one dashed line (training), then one
+    solid line (validation) if the history has it; x = epochs 1, 2, ...
+    """
+    if not histories:
+        raise ValueError("histories is empty; pass e.g. result.histories from run_experiment.")
+    ax = _new_axes(ax, (7, 4))
+    for i, (name, history) in enumerate(histories.items()):
+        if metric not in history:
+            raise ValueError(
+                f"the history of {name!r} has no {metric!r}; it has {sorted(history)}. "
+                "Pass a metric every model was compiled with, e.g. metric='accuracy'."
+            )
+        color = MODEL_COLORS.get(name, f"C{i}")
+        epochs = np.arange(1, len(history[metric]) + 1)
+        ax.plot(epochs, history[metric], ls="--", color=color, label=f"{name} (training)")
+        if f"val_{metric}" in history:
+            ax.plot(epochs, history[f"val_{metric}"], ls="-", marker="o", ms=3, color=color,
+                    label=f"{name} (validation)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.legend(fontsize="small", ncol=2)
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def plot_soft_targets(
+    images: Any,
+    teacher_logits: Any,
+    temperature: float,
+    labels: Any = None,
+) -> plt.Figure:
+    r"""Digits and the teacher's probabilities :math:`\mathrm{softmax}(z/T)` at T = 1 and T.
+
+    One row per image: the image, the probabilities at T = 1 (nearly one-hot for a good
+    teacher) and at ``temperature`` (the "dark knowledge": which wrong classes look alike).
+
+    Parameters
+    ----------
+    images : array-like, shape (n, 28, 28)
+    teacher_logits : array-like, shape (n, num_classes)
+    temperature : float
+        The distillation temperature (> 0).
+    labels : array-like of int, shape (n,), optional
+        True labels, shown in the row titles.
+
+    Returns
+    -------
+    The Figure; ``fig.axes`` holds three Axes per row (image, T = 1, T).
+    """
+    temperature = losses.check_temperature(temperature)
+    images = np.asarray(images)
+    z = np.asarray(teacher_logits, dtype=np.float32)
+    if z.ndim != 2 or images.ndim != 3 or len(images) != len(z) or len(z) == 0:
+        raise ValueError(
+            f"images must be (n, height, width) and teacher_logits (n, num_classes) for the "
+            f"same n >= 1, got shapes {images.shape} and {z.shape}."
+        )
+    rows = len(z)
+    fig, axes = plt.subplots(
+        rows, 3, figsize=(8, 1.6 * rows), squeeze=False,
+        gridspec_kw={"width_ratios": [1, 3, 3]},
+    )
+    classes = [str(i) for i in range(z.shape[1])]
+    for row in range(rows):
+        axes[row, 0].imshow(images[row], cmap="gray_r")
+        axes[row, 0].set_axis_off()
+        if labels is not None:
+            axes[row, 0].set_title(f"label {int(np.asarray(labels)[row])}", fontsize="small")
+        for col, t in ((1, 1.0), (2, temperature)):
+            p = ops.convert_to_numpy(losses.softmax_with_temperature(z[row], t))
+            bar_probabilities(p, labels=classes, ax=axes[row, col], color=f"C{col - 1}")
+            axes[row, col].set_ylabel("")
+            if row == 0:
+                axes[row, col].set_title(f"teacher softmax(z / T), T = {t:g}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_digits(
+    images: Any,
+    labels: Any,
+    predictions: dict[str, Any],
+    max_images: int = 12,
+    columns: int = 6,
+    title: str | None = None,
+) -> plt.Figure:
+    """A grid of digits, each captioned with its label and every model's prediction.
+
+    Parameters
+    ----------
+    images : array-like, shape (n, 28, 28)
+    labels : array-like of int, shape (n,)
+    predictions : dict
+        ``{model name: predicted classes, shape (n,)}``, e.g. ``{"scratch": ...,
+        "distilled": ...}``.
+    max_images : int
+        At most this many digits are drawn (the first ones).
+
+    Returns
+    -------
+    The Figure; one Axes per digit drawn (``n`` or ``max_images``, whichever is smaller),
+    then any empty cells of the last row, switched off.
+    """
+    images, labels = np.asarray(images), np.asarray(labels)
+    count = min(len(images), max_images)
+    if len(labels) != len(images) or any(len(p) != len(images) for p in predictions.values()):
+        raise ValueError(
+            f"images, labels and every predictions entry must have the same length, got "
+            f"{len(images)}, {len(labels)} and "
+            f"{ {k: len(v) for k, v in predictions.items()} }."
+        )
+    if count == 0:
+        fig, ax = plt.subplots(figsize=(4, 1))
+        ax.text(0.5, 0.5, "no digits to show", ha="center", va="center")
+        ax.set_axis_off()
+        return fig
+    columns = max(1, min(columns, count))
+    rows = -(-count // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.9 * rows), squeeze=False)
+    for i, ax in enumerate(axes.ravel()):
+        ax.set_axis_off()
+        if i >= count:
+            continue
+        ax.imshow(images[i], cmap="gray_r")
+        caption = [f"label {int(labels[i])}"]
+        caption += [f"{name} {int(np.asarray(p)[i])}" for name, p in predictions.items()]
+        ax.set_title("\n".join(caption), fontsize="x-small")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_comparison(
+    names: Sequence[str],
+    accuracies: Sequence[float],
+    stds: Sequence[float] | None = None,
+    params: Sequence[int] | None = None,
+    title: str | None = None,
+) -> plt.Figure:
+    """Bar charts of test accuracy (with ± std error bars) and, if given, parameters.
+
+    Parameters
+    ----------
+    names : sequence of str
+        Model names, e.g. ``("teacher", "scratch", "distilled")``.
+    accuracies : sequence of float
+        Test accuracies as fractions in [0, 1] (drawn in percent).
+    stds : sequence of float, optional
+        Standard deviations over seeds (fractions), drawn as error bars.
+    params : sequence of int, optional
+        Parameter counts, drawn in a second panel on a log scale.
+
+    Returns
+    -------
+    The Figure; ``fig.axes[0]`` holds the accuracy bars (heights in percent, in order),
+    ``fig.axes[1]`` the parameter bars when ``params`` is given.
+    """
+    acc = np.asarray(accuracies, dtype=np.float64) * 100
+    err = None if stds is None else np.asarray(stds, dtype=np.float64) * 100
+    if len(names) != len(acc) or (err is not None and len(err) != len(acc)) or (
+        params is not None and len(params) != len(acc)
+    ):
+        raise ValueError(
+            "names, accuracies, stds and params must have one entry per model, got lengths "
+            f"{len(names)}, {len(acc)}, {None if err is None else len(err)}, "
+            f"{None if params is None else len(params)}."
+        )
+    if not np.all((acc >= 0) & (acc <= 100)):
+        raise ValueError(f"accuracies must be fractions in [0, 1], got {list(accuracies)!r}.")
+    panels = 1 if params is None else 2
+    fig, axes = plt.subplots(1, panels, figsize=(4.5 * panels, 3.5), squeeze=False)
+    colors = [MODEL_COLORS.get(n, f"C{i}") for i, n in enumerate(names)]
+    ax = axes[0, 0]
+    ax.bar(list(names), acc, yerr=err, capsize=6, color=colors)
+    low = float(np.min(acc - (0 if err is None else err)))
+    ax.set_ylim(max(0.0, low - 1.0), min(100.0, float(np.max(acc)) + 0.5))
+    for i, value in enumerate(acc):
+        ax.annotate(f"{value:.2f}", (i, value), ha="center", va="bottom", fontsize="small",
+                    xytext=(0, 3), textcoords="offset points")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("test accuracy" + (" (mean ± std)" if err is not None else ""))
+    if params is not None:
+        ax = axes[0, 1]
+        ax.bar(list(names), [int(p) for p in params], color=colors)
+        ax.set_yscale("log")
+        ax.set_ylabel("parameters")
+        ax.set_title("size")
+        for i, p in enumerate(params):
+            ax.annotate(f"{int(p):,}", (i, int(p)), ha="center", va="bottom",
+                        fontsize="small", xytext=(0, 3), textcoords="offset points")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

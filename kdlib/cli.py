@@ -1,0 +1,227 @@
+"""The ``kdlib`` command. ``kdlib distill`` runs :func:`kdlib.experiment.run_experiment`.
+
+Examples
+--------
+::
+
+    kdlib distill --fast                                   # a small run, about a minute
+    kdlib distill --seeds 3 --json results.json --plot comparison.png
+    kdlib distill --teacher cnn --student mlp --temperature 6 --alpha 0.1 \\
+        --save-student student.keras
+
+Flags are checked before TensorFlow is even imported (numbers and names) or before any
+training starts (output paths); a bad one exits with status 2 and one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from typing import NoReturn
+
+# The names of kdlib.experiment.TEACHERS and STUDENTS (a test keeps them in step), so that
+# `kdlib --help` and flag errors answer without importing TensorFlow.
+TEACHER_CHOICES = ("cnn", "mlp")
+STUDENT_CHOICES = ("mlp", "cnn")
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line: ``kdlib distill: error: ...``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _temperature(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(
+            f"must be a finite number > 0, got {text!r}; e.g. --temperature 6"
+        )
+    return value
+
+
+def _alpha(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(
+            f"must be a number in [0, 1] (the weight of the hard-label loss), got {text!r}; "
+            "e.g. --alpha 0.1"
+        )
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}; e.g. 3")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}; e.g. 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``kdlib`` and its ``distill`` command."""
+    parser = _OneLineParser(
+        prog="kdlib", description="Knowledge distillation course tools."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    distill = commands.add_parser(
+        "distill",
+        help="train a teacher, then a student from scratch and by distillation; compare",
+        description=(
+            "Train a teacher on MNIST, then the same small student twice from identical "
+            "initial weights: once from the labels alone (scratch) and once distilled from "
+            "the teacher. Prints a comparison table. Defaults are the full configuration, "
+            "or the fast one with --fast or KDLIB_FAST=1."
+        ),
+    )
+    distill.add_argument("--teacher", choices=TEACHER_CHOICES, default="cnn",
+                         help="teacher architecture (default: cnn)")
+    distill.add_argument("--student", choices=STUDENT_CHOICES, default="mlp",
+                         help="student architecture (default: mlp, 32 hidden units)")
+    distill.add_argument("--temperature", type=_temperature, default=None,
+                         help="distillation temperature T > 0 (default: 6)")
+    distill.add_argument("--alpha", type=_alpha, default=None,
+                         help="weight of the hard-label loss, in [0, 1] (default: 0.1)")
+    distill.add_argument("--epochs", type=_positive_int, default=None,
+                         help="epochs of each student (default: 20, fast 3)")
+    distill.add_argument("--teacher-epochs", type=_positive_int, default=None,
+                         help="epochs of the teacher (default: 6, fast 2)")
+    distill.add_argument("--batch-size", type=_positive_int, default=None,
+                         help="mini-batch size (default: 128)")
+    distill.add_argument("--seeds", type=_positive_int, default=1,
+                         help="train the students N times with seeds seed..seed+N-1 and "
+                              "report mean ± std (default: 1)")
+    distill.add_argument("--seed", type=_non_negative_int, default=0,
+                         help="first seed (default: 0)")
+    distill.add_argument("--fast", action="store_true",
+                         help="fast configuration (a data subset, few epochs), the same as "
+                              "KDLIB_FAST=1")
+    distill.add_argument("--json", metavar="PATH", default=None,
+                         help="write the results as JSON to PATH")
+    distill.add_argument("--plot", metavar="PATH", default=None,
+                         help="write a PNG bar chart of the comparison to PATH")
+    distill.add_argument("--save-student", metavar="PATH", default=None,
+                         help="save the distilled student (first seed) as a .keras file")
+    return parser
+
+
+@contextlib.contextmanager
+def _fast_mode(enabled: bool) -> Iterator[None]:
+    """Set ``KDLIB_FAST=1`` while the block runs if ``enabled`` (restored afterwards)."""
+    if not enabled:
+        yield
+        return
+    from kdlib.config import FAST_ENV_VAR
+
+    previous = os.environ.get(FAST_ENV_VAR)
+    os.environ[FAST_ENV_VAR] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[FAST_ENV_VAR]
+        else:
+            os.environ[FAST_ENV_VAR] = previous
+
+
+def _fail(message: str) -> NoReturn:
+    """Exit with status 2 and one line on stderr, as argparse does for a bad flag."""
+    sys.stderr.write(f"kdlib distill: error: {message}\n")
+    raise SystemExit(2)
+
+
+def _distill(args: argparse.Namespace) -> int:
+    from kdlib import experiment  # imports Keras and TensorFlow: only once flags look sane
+
+    for flag, path, suffix in (
+        ("--json", args.json, None),
+        ("--plot", args.plot, ".png"),
+        ("--save-student", args.save_student, ".keras"),
+    ):
+        if path is not None:
+            try:
+                experiment.check_output_path(path, suffix=suffix, flag=flag)
+            except ValueError as err:
+                _fail(str(err))
+    with _fast_mode(args.fast):
+        try:
+            config = experiment.ExperimentConfig.default(
+                teacher=args.teacher,
+                student=args.student,
+                temperature=args.temperature,
+                alpha=args.alpha,
+                epochs=args.epochs,
+                teacher_epochs=args.teacher_epochs,
+                batch_size=args.batch_size,
+                seeds=args.seeds,
+                seed=args.seed,
+            )
+        except ValueError as err:
+            _fail(str(err))
+        result = experiment.run_experiment(config, save_student=args.save_student)
+
+    print()
+    print(experiment.format_table(result))
+    if args.json is not None:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(result.to_json_dict(), f, indent=2)
+            f.write("\n")
+        print(f"wrote {args.json}")
+    if args.plot is not None:
+        import matplotlib.pyplot as plt
+
+        from kdlib.plotting import plot_comparison
+
+        reports = (result.teacher, result.scratch, result.distilled)
+        fig = plot_comparison(
+            [r.name for r in reports],
+            [r.test_accuracy for r in reports],
+            stds=[r.test_accuracy_std for r in reports],
+            params=[r.params for r in reports],
+            title=f"MNIST, T = {config.temperature:g}, alpha = {config.alpha:g}, "
+            f"{config.seeds} seed(s)",
+        )
+        fig.savefig(args.plot, dpi=120)
+        plt.close(fig)
+        print(f"wrote {args.plot}")
+    if args.save_student is not None:
+        print(f"wrote {args.save_student} (loads with keras.models.load_model, no kdlib needed)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``kdlib`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "distill":
+        return _distill(args)
+    parser.print_help(sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
