@@ -59,6 +59,24 @@ def _fmt(x: Any, digits: int = 6) -> str:
     return "[" + ", ".join(_fmt(v, digits) for v in a) + "]"
 
 
+def fmt(values: Any, digits: int = 4) -> str:
+    """Numbers with a fixed number of decimals, the same on every NumPy version.
+
+    Notebooks print with it instead of ``print(array)``, whose layout differs between NumPy
+    versions: ``fmt([0.28943, 0.31987])`` gives ``'[0.2894, 0.3199]'``, ``fmt(0.020135)``
+    gives ``'0.0201'``; nan and inf print as ``nan``, ``inf`` and ``-inf``.
+    """
+    a = np.asarray(ops.convert_to_numpy(values), dtype=np.float64)
+    if a.ndim == 0:
+        value = float(a)
+        if math.isnan(value) or math.isinf(value):
+            return _fmt(value)
+        text = f"{value:.{digits}f}"
+        # -0.0000 is 0 to the reader
+        return text[1:] if text.startswith("-") and float(text) == 0 else text
+    return "[" + ", ".join(fmt(v, digits) for v in a) + "]"
+
+
 def _numpy(x: Any) -> np.ndarray:
     return np.asarray(ops.convert_to_numpy(x), dtype=np.float64)
 

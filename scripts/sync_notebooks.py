@@ -108,8 +108,10 @@ def _is_header(cell: nbformat.NotebookNode) -> bool:
 
 
 def _same(a: nbformat.NotebookNode, b: nbformat.NotebookNode) -> bool:
-    keys = ("cell_type", "id", "source", "metadata")
-    return all(a.get(k) == b.get(k) for k in keys)
+    """Same header cell, ignoring what running it adds (outputs, counts, timing metadata)."""
+    keys = ("cell_type", "id", "source")
+    tags = [c.get("metadata", {}).get("tags") for c in (a, b)]
+    return tags[0] == tags[1] and all(a.get(k) == b.get(k) for k in keys)
 
 
 def synced(notebook: Path, repo_url: str) -> str:
