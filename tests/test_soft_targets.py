@@ -1,0 +1,285 @@
+"""Cached soft targets: same loss and same training as the online mode, teacher not called.
+
+References are independent of kdlib: a numpy forward pass of the teacher, numpy formulas
+for the losses, and the online mode for the cached one. Backend-agnostic except the
+``tf.data`` tests, which need the ``tensorflow`` package.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from kdlib import Distiller, models
+from kdlib.soft_targets import (
+    cache_size_bytes,
+    cache_soft_targets,
+    cache_soft_targets_dataset,
+    describe_cache,
+)
+
+INPUT_SHAPE, NUM_CLASSES, N = (6, 6), 10, 96
+ALPHA, TEMPERATURE = 0.3, 4.0
+
+
+def np_softmax(z, t=1.0):
+    z = np.asarray(z, np.float64) / t
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def np_total_loss(labels, teacher_logits, student_logits):
+    """alpha * CE(labels, s) + (1 - alpha) * T^2 KL(softmax(t/T) || softmax(s/T)), batch mean."""
+    ce = -np.log(np_softmax(student_logits)[np.arange(len(labels)), labels])
+    p, q = np_softmax(teacher_logits, TEMPERATURE), np_softmax(student_logits, TEMPERATURE)
+    kl = TEMPERATURE**2 * np.sum(p * (np.log(p) - np.log(q)), -1)
+    return ALPHA * ce.mean() + (1 - ALPHA) * kl.mean()
+
+
+def np_mlp_forward(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    """Inference-mode forward pass of a kdlib.models.mlp (dropout off), in float64."""
+    h = np.asarray(x, np.float64).reshape(len(x), -1)
+    weights = [np.asarray(w, np.float64) for w in model.get_weights()]
+    for i in range(0, len(weights), 2):
+        h = h @ weights[i] + weights[i + 1]
+        if i + 2 < len(weights):
+            h = np.maximum(h, 0.0)
+    return h
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    x = rng.random((N, *INPUT_SHAPE), dtype=np.float32)
+    y = rng.integers(0, NUM_CLASSES, N).astype("int32")
+    return x, y
+
+
+@pytest.fixture
+def teacher():
+    keras.utils.set_random_seed(1)
+    # Dropout on purpose: cached logits must be inference-mode logits, as online.
+    return models.mlp(hidden=(32,), dropout=0.5, input_shape=INPUT_SHAPE, name="teacher")
+
+
+def make_student(seed: int = 2) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    return models.mlp(hidden=(16,), input_shape=INPUT_SHAPE, name="student")
+
+
+def make_distiller(teacher, student, **compile_kwargs) -> Distiller:
+    distiller = Distiller(teacher=teacher, student=student)
+    distiller.compile(
+        optimizer=keras.optimizers.SGD(0.1),
+        metrics=["accuracy"],
+        alpha=ALPHA,
+        temperature=TEMPERATURE,
+        **compile_kwargs,
+    )
+    return distiller
+
+
+class CountingTeacher(keras.Model):
+    """A teacher that counts how often it is called (in eager mode: once per batch)."""
+
+    def __init__(self, inner: keras.Model, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.inner = inner
+        self.calls = 0
+
+    def call(self, inputs, training=None):
+        self.calls += 1
+        return self.inner(inputs, training=training)
+
+
+# ---------------------------------------------------------------- the cache itself
+def test_cache_is_the_inference_forward_pass(data, teacher):
+    x, y = data
+    targets = cache_soft_targets(teacher, x, y, batch_size=32, verbose=0)
+    assert set(targets) == {"labels", "teacher_logits"}
+    assert targets["labels"] is y
+    logits = targets["teacher_logits"]
+    assert isinstance(logits, np.ndarray)
+    assert logits.dtype == np.float32 and logits.shape == (N, NUM_CLASSES)
+    np.testing.assert_allclose(logits, np_mlp_forward(teacher, x), rtol=1e-5, atol=1e-5)
+
+
+def test_batch_size_does_not_change_the_cache(data, teacher):
+    x, y = data
+    small = cache_soft_targets(teacher, x, y, batch_size=7, verbose=0)["teacher_logits"]
+    large = cache_soft_targets(teacher, x, y, verbose=0)["teacher_logits"]
+    np.testing.assert_allclose(small, large, rtol=1e-6, atol=1e-6)
+
+
+def test_memory_cost():
+    assert cache_size_bytes(60_000, 10) == 2_400_000  # MNIST: 2.4 MB
+    assert cache_size_bytes(1_281_167, 1000) == 5_124_668_000  # ImageNet-1k: 5.1 GB
+    targets = {"labels": None, "teacher_logits": np.zeros((60_000, 10), np.float32)}
+    assert describe_cache(targets) == "60,000 examples x 10 classes of float32 logits = 2.4 MB"
+    with pytest.raises(ValueError, match="num_classes"):
+        cache_size_bytes(10, -1)
+
+
+# ---------------------------------------------------------------- same loss, same training
+def test_cached_and_online_give_the_numpy_loss_for_the_same_batch(data, teacher):
+    x, y = data
+    student = make_student()
+    distiller = make_distiller(teacher, student)
+    targets = cache_soft_targets(teacher, x, y, verbose=0)
+    expected = np_total_loss(y, np_mlp_forward(teacher, x), np_mlp_forward(student, x))
+    online = distiller.evaluate(x, y, batch_size=N, return_dict=True, verbose=0)
+    cached = distiller.evaluate(x, targets, batch_size=N, return_dict=True, verbose=0)
+    assert set(online) == set(cached) == {
+        "loss", "student_loss", "distillation_loss", "accuracy"
+    }
+    np.testing.assert_allclose(online["loss"], expected, rtol=1e-5)
+    np.testing.assert_allclose(cached["loss"], expected, rtol=1e-5)
+    for key in online:
+        np.testing.assert_allclose(cached[key], online[key], rtol=1e-5)
+
+
+def test_cached_and_online_train_the_same_student(data, teacher):
+    x, y = data
+    targets = cache_soft_targets(teacher, x, y, verbose=0)
+    runs = {}
+    for mode, y_fit in (("online", y), ("cached", targets)):
+        student = make_student()
+        distiller = make_distiller(teacher, student)
+        history = distiller.fit(
+            x, y_fit, epochs=2, batch_size=32, shuffle=False, verbose=0,
+            validation_data=(x, y_fit),
+        )
+        runs[mode] = history.history, student.get_weights()
+    (h_online, w_online), (h_cached, w_cached) = runs["online"], runs["cached"]
+    assert set(h_online) == set(h_cached)
+    assert {"loss", "student_loss", "distillation_loss", "val_loss"} <= set(h_online)
+    for key in h_online:
+        np.testing.assert_allclose(h_cached[key], h_online[key], rtol=1e-5, err_msg=key)
+    for a, b in zip(w_online, w_cached):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_cached_mode_never_calls_the_teacher(data, teacher):
+    x, y = data
+    targets = cache_soft_targets(teacher, x, y, verbose=0)
+    weights_before = [w.copy() for w in teacher.get_weights()]
+    counting = CountingTeacher(teacher)
+    distiller = make_distiller(counting, make_student(), run_eagerly=True)
+    distiller.fit(x, targets, epochs=1, batch_size=32, verbose=0)
+    distiller.evaluate(x, targets, batch_size=32, verbose=0)
+    assert counting.calls == 0
+    # The counter works: the online mode calls the teacher once per batch.
+    distiller.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    assert counting.calls == N // 32
+    for before, after in zip(weights_before, teacher.get_weights()):
+        np.testing.assert_array_equal(after, before)
+
+
+# ---------------------------------------------------------------- bad input
+def test_length_mismatch(data, teacher):
+    x, y = data
+    with pytest.raises(ValueError, match=f"{N} examples but y has {N - 1} labels"):
+        cache_soft_targets(teacher, x, y[:-1], verbose=0)
+
+
+def test_missing_labels(data, teacher):
+    with pytest.raises(ValueError, match="labels"):
+        cache_soft_targets(teacher, data[0], None, verbose=0)
+
+
+def test_softmax_layer_teacher_is_refused(data):
+    inputs = keras.Input(INPUT_SHAPE)
+    outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax")(
+        keras.layers.Flatten()(inputs)
+    )
+    with pytest.raises(ValueError, match="applies softmax"):
+        cache_soft_targets(keras.Model(inputs, outputs), *data, verbose=0)
+
+
+def test_probability_outputs_are_refused(data):
+    # A softmax hidden inside a Lambda: only the outputs give it away.
+    inputs = keras.Input(INPUT_SHAPE)
+    logits = keras.layers.Dense(NUM_CLASSES)(keras.layers.Flatten()(inputs))
+    probs = keras.layers.Lambda(lambda z: keras.ops.softmax(z))(logits)
+    with pytest.raises(ValueError, match="look like probabilities"):
+        cache_soft_targets(keras.Model(inputs, probs), *data, verbose=0)
+
+
+@pytest.mark.parametrize("bad", [0, -5, 2.5, True, "64"])
+def test_bad_batch_size(data, teacher, bad):
+    with pytest.raises(ValueError, match="batch_size"):
+        cache_soft_targets(teacher, *data, batch_size=bad, verbose=0)
+
+
+def test_teacher_must_be_a_model(data):
+    with pytest.raises(TypeError, match="keras.Model"):
+        cache_soft_targets(np.zeros((N, NUM_CLASSES)), *data)
+
+
+def test_cached_targets_of_wrong_width_are_refused(data, teacher):
+    x, y = data
+    distiller = make_distiller(teacher, make_student())
+    wrong = {"labels": y, "teacher_logits": np.zeros((N, NUM_CLASSES + 1), np.float32)}
+    with pytest.raises(ValueError, match="one logit per class"):
+        distiller.evaluate(x, wrong, batch_size=32, verbose=0)
+
+
+# ---------------------------------------------------------------- tf.data
+def _dataset(x, y, batch_size=32):
+    tf = pytest.importorskip("tensorflow")
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+
+
+def test_dataset_cache_trains_like_the_numpy_cache(data, teacher):
+    x, y = data
+    cached_ds = cache_soft_targets_dataset(teacher, _dataset(x, y, 40), verbose=0)
+    batches = list(cached_ds.as_numpy_iterator())
+    assert [len(b[0]) for b in batches] == [40, 40, 16]
+    logits = np.concatenate([b[1]["teacher_logits"] for b in batches])
+    np.testing.assert_allclose(logits, np_mlp_forward(teacher, x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(np.concatenate([b[1]["labels"] for b in batches]), y)
+
+    targets = cache_soft_targets(teacher, x, y, verbose=0)
+    weights = {}
+    for name, args in (("dataset", (cached_ds,)), ("numpy", (x, targets))):
+        student = make_student()
+        distiller = make_distiller(teacher, student)
+        kwargs = {} if name == "dataset" else {"batch_size": 40}
+        distiller.fit(*args, epochs=1, shuffle=False, verbose=0, **kwargs)
+        weights[name] = student.get_weights()
+    for a, b in zip(weights["numpy"], weights["dataset"]):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_reshuffling_dataset_is_detected(data, teacher):
+    tf = pytest.importorskip("tensorflow")
+    x, y = data
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(N, seed=3).batch(32)
+    cached_ds = cache_soft_targets_dataset(teacher, ds, verbose=0)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="changed order"):
+        for _ in range(3):  # a reshuffle could repeat the order by chance; not thrice
+            list(cached_ds.as_numpy_iterator())
+
+
+def test_dataset_structure_errors(data, teacher):
+    tf = pytest.importorskip("tensorflow")
+    x, y = data
+    with pytest.raises(ValueError, match=r"\(x, y\)"):
+        cache_soft_targets_dataset(teacher, tf.data.Dataset.from_tensor_slices(x).batch(8))
+    irregular = tf.data.Dataset.from_tensor_slices((x, y)).batch(32).unbatch().batch(20)
+    irregular = irregular.concatenate(tf.data.Dataset.from_tensor_slices((x, y)).batch(32))
+    with pytest.raises(ValueError, match="equal batches"):
+        cache_soft_targets_dataset(teacher, irregular, verbose=0)
+    with pytest.raises(TypeError, match="cache_soft_targets_dataset"):
+        cache_soft_targets(teacher, _dataset(x, y), y)
+    with pytest.raises(TypeError, match="tf.data.Dataset"):
+        cache_soft_targets_dataset(teacher, (x, y))
+
+
+def test_dataset_helper_without_tensorflow_says_so(monkeypatch, teacher):
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # makes `import tensorflow` fail
+    with pytest.raises(RuntimeError, match="needs TensorFlow"):
+        cache_soft_targets_dataset(teacher, None)
