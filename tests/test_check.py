@@ -84,9 +84,9 @@ def test_independent_solutions_pass(name, solution, capsys):
 
 def test_float32_solution_passes(capsys):
     def softmax32(z, temperature=1.0):
-        return softmax(np.asarray(z, dtype=np.float32), np.float32(temperature)).astype(
-            np.float32
-        )
+        z = np.asarray(z, dtype=np.float32) / np.float32(temperature)
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
 
     assert check.softmax(softmax32) is True
 

@@ -1,0 +1,145 @@
+"""kdlib.widgets, headless: build the explorers, move sliders, compare with NumPy."""
+
+from __future__ import annotations
+
+import math
+
+import ipywidgets
+import matplotlib
+import numpy as np
+import pytest
+
+matplotlib.use("Agg")
+
+from kdlib import widgets  # noqa: E402
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def softmax(z, temperature):
+    z = np.asarray(z, dtype=np.float64) / temperature
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def entropy(p):
+    p = p[p > 0]
+    return float(-np.sum(p * np.log(p)))
+
+
+def kl(p, q):
+    p, q = np.asarray(p, float), np.asarray(q, float)
+    keep = p > 0
+    if np.any(q[keep] == 0):
+        return math.inf
+    return float(np.sum(p[keep] * np.log(p[keep] / q[keep])))
+
+
+LOGITS = [-2.1, 3.0, 1.5, 0.2, -1.0, -0.6, -3.0, 9.0, -0.4, 4.1]
+
+
+def test_temperature_explorer_is_a_widget_that_renders():
+    explorer = widgets.temperature_explorer(LOGITS, labels=[str(d) for d in range(10)])
+    assert isinstance(explorer, ipywidgets.VBox)
+    assert explorer.slider in explorer.children and explorer.image in explorer.children
+    assert bytes(explorer.image.value).startswith(PNG)
+    bundle = explorer._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.5, 10.0, 20.0])
+def test_temperature_slider_updates_distribution_bars_and_text(temperature):
+    explorer = widgets.TemperatureExplorer(LOGITS, temperature=1.0)
+    before = explorer.image.value
+    explorer.slider.value = temperature
+    expected = softmax(LOGITS, temperature)
+    np.testing.assert_allclose(explorer.probabilities, expected, rtol=1e-12, atol=1e-15)
+    heights = [bar.get_height() for bar in explorer.figure.axes[0].patches]
+    np.testing.assert_allclose(heights, expected, rtol=1e-12, atol=1e-15)
+    assert explorer.temperature == temperature
+    text = explorer.summary.value
+    assert f"T = {temperature:.1f}" in text
+    assert f"entropy {entropy(expected):.3f} nats" in text
+    assert f"top class 7: {expected[7]:.4f}" in text
+    wrong = np.sort(np.delete(expected, 7))[::-1]
+    assert f"{wrong[0] / wrong[1]:.2f}" in text
+    if temperature != 1.0:
+        assert explorer.image.value != before
+
+
+def test_temperature_explorer_handles_extreme_logits():
+    explorer = widgets.TemperatureExplorer([1000.0, 0.0, -1000.0], min_temperature=0.1)
+    explorer.slider.value = 0.1
+    np.testing.assert_array_equal(explorer.probabilities, [1.0, 0.0, 0.0])
+    assert "nan" not in explorer.summary.value
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"logits": [1.0]}, "at least two finite numbers"),
+        ({"logits": [1.0, np.nan]}, "at least two finite numbers"),
+        ({"logits": [[1.0, 2.0]]}, "1-D"),
+        ({"logits": [1.0, 2.0], "labels": ["a"]}, "one label per class"),
+        ({"logits": [1.0, 2.0], "temperature": 50.0}, "outside the slider range"),
+        ({"logits": [1.0, 2.0], "min_temperature": 0.0}, "temperature must be a finite"),
+    ],
+)
+def test_temperature_explorer_rejects_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        widgets.TemperatureExplorer(**kwargs)
+
+
+def test_kl_explorer_starts_at_the_article_example():
+    explorer = widgets.kl_explorer()
+    assert isinstance(explorer, ipywidgets.VBox)
+    assert len(explorer.p_sliders) == len(explorer.q_sliders) == 3
+    expected = 0.2 * math.log(2) + 0.3 * math.log(0.75)
+    assert explorer.kl == pytest.approx(expected, rel=1e-12)
+    assert explorer.reverse_kl == pytest.approx(kl([0.1, 0.4, 0.5], [0.2, 0.3, 0.5]), rel=1e-12)
+    assert f"KL(p ‖ q) = {expected:.4f} nats = {expected / math.log(2):.4f} bits" in (
+        explorer.summary.value
+    )
+    assert bytes(explorer.image.value).startswith(PNG)
+
+
+def test_kl_sliders_normalise_weights_and_update_kl():
+    explorer = widgets.KLExplorer(p=(0.2, 0.3, 0.5), q=(0.1, 0.4, 0.5))
+    for slider, w in zip(explorer.p_sliders, (0.2, 0.2, 0.4), strict=True):
+        slider.value = w
+    for slider, w in zip(explorer.q_sliders, (0.5, 0.25, 0.25), strict=True):
+        slider.value = w
+    p, q = np.array([0.25, 0.25, 0.5]), np.array([0.5, 0.25, 0.25])
+    np.testing.assert_allclose(explorer.p, p)
+    np.testing.assert_allclose(explorer.q, q)
+    assert explorer.kl == pytest.approx(kl(p, q), rel=1e-12)
+    assert explorer.reverse_kl == pytest.approx(kl(q, p), rel=1e-12)
+    assert f"KL(q ‖ p) = {kl(q, p):.4f} nats" in explorer.summary.value
+    bars = explorer.figure.axes[0].patches
+    np.testing.assert_allclose([b.get_height() for b in bars], np.concatenate([p, q]))
+
+
+def test_kl_explorer_equal_zero_and_infinite_cases():
+    explorer = widgets.KLExplorer(p=(1, 1), q=(2, 2))
+    assert explorer.kl == 0.0 and explorer.reverse_kl == 0.0
+    explorer.q_sliders[1].value = 0.0  # q has no mass where p has some
+    assert explorer.kl == math.inf
+    assert "∞" in explorer.summary.value
+    assert explorer.reverse_kl == pytest.approx(math.log(2))
+    for slider in explorer.p_sliders:
+        slider.value = 0.0
+    assert explorer.p is None and math.isnan(explorer.kl)
+    assert "All weights of p are 0" in explorer.summary.value
+
+
+@pytest.mark.parametrize(
+    ("p", "q", "match"),
+    [
+        ((0.5, -0.5), (0.5, 0.5), "numbers >= 0"),
+        ((1.0,), (1.0,), "at least two"),
+        ((0.5, 0.5), (0.2, 0.3, 0.5), "same number of classes"),
+    ],
+)
+def test_kl_explorer_rejects_bad_input(p, q, match):
+    with pytest.raises(ValueError, match=match):
+        widgets.KLExplorer(p, q)
