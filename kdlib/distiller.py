@@ -315,7 +315,9 @@ class Distiller(keras.Model):
             y_pred = self(x, training=training)
         # Softmax, cross-entropy and KL in float32, whatever the compute dtype.
         student_logits = ops.cast(y_pred, "float32")
-        teacher_logits = ops.cast(ops.stop_gradient(teacher_logits), "float32")
+        # cast first: it turns numpy (cached logits passed directly) into a backend tensor,
+        # which stop_gradient needs on PyTorch
+        teacher_logits = ops.stop_gradient(ops.cast(teacher_logits, "float32"))
         if tuple(teacher_logits.shape)[1:] != tuple(student_logits.shape)[1:]:
             raise ValueError(
                 f"teacher logits have shape {tuple(teacher_logits.shape)} but student logits "
