@@ -1,0 +1,256 @@
+"""The committed notebooks: names, the synced Colab header, structure, checked cells, outputs.
+
+Also unit tests of ``scripts/sync_notebooks.py`` (the one source of the header) and of the
+log filter in ``scripts/run_notebooks.py``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+import types
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted(p for p in (ROOT / "notebooks").glob("*.ipynb"))
+NAME = re.compile(r"^\d{2}_[a-z0-9]+(?:_[a-z0-9]+)*\.ipynb$")
+CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
+REQUIRED_HEADINGS = ("Goals", "Setup", "Summary", "Exercises")
+MIN_CHECKED_CELLS = 5
+
+
+def _load(name: str) -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+sync = _load("sync_notebooks")
+runner = _load("run_notebooks")
+notebook_params = pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+
+
+def _read(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "notebooks/ holds no .ipynb files"
+
+
+@notebook_params
+def test_name_is_numbered_snake_case(path):
+    assert NAME.match(path.name), f"{path.name} should look like NN_snake_case.ipynb"
+
+
+@notebook_params
+def test_header_is_what_the_sync_script_writes(path):
+    nb = _read(path)
+    expected = sync.header_cells(path, sync.repository_url())
+    for cell, wanted in zip(nb.cells[: len(expected)], expected, strict=True):
+        assert cell.cell_type == wanted.cell_type
+        assert cell.source == wanted.source, (
+            f"{path.name}: header out of date; run `python scripts/sync_notebooks.py`"
+        )
+        assert cell.metadata.get("tags") == wanted.metadata["tags"]
+    assert sum(sync.HEADER_TAG in c.metadata.get("tags", []) for c in nb.cells) == 2
+    assert sync.synced(path, sync.repository_url()) == path.read_text(encoding="utf-8")
+
+
+@notebook_params
+def test_structure_has_the_required_headings_in_order(path):
+    headings = [
+        line.lstrip("#").strip()
+        for cell in _read(path).cells
+        if cell.cell_type == "markdown"
+        for line in cell.source.splitlines()
+        if re.match(r"^#{1,3} ", line)
+    ]
+    positions = []
+    for required in REQUIRED_HEADINGS:
+        matches = [i for i, h in enumerate(headings) if h == required]
+        assert matches, f"{path.name} has no '## {required}' heading"
+        positions.append(matches[0])
+    assert positions == sorted(positions), f"{path.name}: headings out of order: {headings}"
+
+
+@notebook_params
+def test_has_enough_checked_cells(path):
+    checked = [
+        c for c in _read(path).cells if c.cell_type == "code" and c.source.startswith(CHECK_MARK)
+    ]
+    assert len(checked) >= MIN_CHECKED_CELLS, (
+        f"{path.name} has {len(checked)} cells marked {CHECK_MARK}, needs {MIN_CHECKED_CELLS}"
+    )
+    for cell in checked:
+        assert cell.outputs, f"{path.name}: a checked cell has no committed output"
+        for out in cell.outputs:
+            assert out.output_type == "stream" and out.name == "stdout", (
+                f"{path.name}: a checked cell should print text only, got {out.output_type} "
+                f"{out.get('name', '')}:\n{cell.source[:200]}"
+            )
+
+
+@notebook_params
+def test_committed_with_outputs_of_a_run(path):
+    code = [c for c in _read(path).cells if c.cell_type == "code"]
+    not_run = [c.source.splitlines()[0] for c in code if c.execution_count is None]
+    assert not not_run, f"{path.name}: cells never run (use `make notebooks`): {not_run}"
+    counts = [c.execution_count for c in code]
+    assert counts == sorted(counts), f"{path.name} was not run top to bottom: {counts}"
+    errors = [o for c in code for o in c.outputs if o.output_type == "error"]
+    assert not errors, f"{path.name} was committed with an error output"
+    images = [o for c in code for o in c.outputs if "image/png" in o.get("data", {})]
+    assert images, f"{path.name} has no plots in its committed outputs"
+
+
+# -------------------------------------------------------------- the sync script itself
+def test_repository_url_comes_from_pyproject():
+    import tomllib
+
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        url = tomllib.load(f)["project"]["urls"]["Repository"]
+    assert sync.repository_url() == url.rstrip("/")
+
+
+def test_badge_links_to_the_notebook_in_colab():
+    badge, _ = sync.header_cells(Path("notebooks/07_some_topic.ipynb"), "https://github.com/o/r")
+    assert badge.cell_type == "markdown"
+    assert badge.source == (
+        "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+        "(https://colab.research.google.com/github/o/r/blob/main/notebooks/07_some_topic.ipynb)"
+    )
+
+
+def test_setup_cell_is_identical_for_every_notebook():
+    url = "https://github.com/o/r"
+    a = sync.header_cells(Path("01_a.ipynb"), url)[1]
+    b = sync.header_cells(Path("02_b.ipynb"), url)[1]
+    assert a.cell_type == "code" and a.source == b.source
+    assert '%pip install -q "kdlib @ git+https://github.com/o/r"' in a.source
+
+
+def _run_setup_cell(source: str, monkeypatch: pytest.MonkeyPatch, in_colab: bool) -> list:
+    """Run the set-up cell as IPython would, recording the magics it calls."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    calls = []
+
+    class FakeShell:
+        def run_line_magic(self, name, line):
+            calls.append((name, line))
+
+    if in_colab:
+        google = types.ModuleType("google")
+        google.__path__ = []
+        monkeypatch.setitem(sys.modules, "google", google)
+        monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    else:
+        monkeypatch.setitem(sys.modules, "google.colab", None)  # import raises ImportError
+    code = TransformerManager().transform_cell(source)
+    exec(code, {"get_ipython": lambda: FakeShell()})  # noqa: S102 - our own cell
+    return calls
+
+
+def test_setup_cell_installs_kdlib_only_in_colab(monkeypatch):
+    url = sync.repository_url()
+    source = sync.setup_source(url)
+    assert _run_setup_cell(source, monkeypatch, in_colab=False) == []
+    assert _run_setup_cell(source, monkeypatch, in_colab=True) == [
+        ("pip", f'install -q "kdlib @ git+{url}"')
+    ]
+
+
+def _notebook(tmp_path: Path, name: str = "05_demo_topic.ipynb") -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# 05 · Demo"),
+        nbformat.v4.new_code_cell("print(1)"),
+    ]
+    path = tmp_path / name
+    nbformat.write(nb, path)
+    return path
+
+
+def test_sync_adds_the_header_once_and_is_idempotent(tmp_path):
+    path = _notebook(tmp_path)
+    url = "https://github.com/o/r"
+    first = sync.synced(path, url)
+    path.write_text(first, encoding="utf-8")
+    second = sync.synced(path, url)
+    assert second == first
+    cells = nbformat.reads(first, as_version=4).cells
+    assert [c.id for c in cells[:2]] == ["colab-badge", "colab-setup"]
+    assert cells[2].source == "# 05 · Demo" and cells[3].source == "print(1)"
+    assert len(cells) == 4
+
+
+def test_sync_keeps_outputs_of_a_run_header_and_replaces_a_stale_one(tmp_path):
+    path = _notebook(tmp_path)
+    path.write_text(sync.synced(path, "https://github.com/o/r"), encoding="utf-8")
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[1].execution_count = 1
+    nb.cells[1].metadata["execution"] = {"iopub.status.busy": "2026-01-01T00:00:00"}
+    nbformat.write(nb, path)
+    assert sync.synced(path, "https://github.com/o/r") == path.read_text(encoding="utf-8")
+    # A new repository URL rewrites both cells, still only one header.
+    moved = nbformat.reads(sync.synced(path, "https://github.com/new/place"), as_version=4)
+    assert "colab.research.google.com/github/new/place/" in moved.cells[0].source
+    assert "git+https://github.com/new/place" in moved.cells[1].source
+    assert moved.cells[1].execution_count is None
+    assert len(moved.cells) == 4
+
+
+def test_sync_main_check_mode(tmp_path, monkeypatch, capsys):
+    path = _notebook(tmp_path)
+    assert sync.main(["--check", str(path)]) == 1
+    assert sync.main([str(path)]) == 0
+    assert sync.main(["--check", str(path)]) == 0
+    assert sync.main([str(path)]) == 0
+    assert "updated the header" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "url", ["https://gitlab.com/o/r", "git@github.com:o/r.git", "https://github.com/o"]
+)
+def test_non_github_repository_url_is_refused(tmp_path, url):
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(f'[project]\nname = "x"\n[project.urls]\nRepository = "{url}"\n')
+    with pytest.raises(SystemExit, match="not a GitHub URL"):
+        sync.repository_url(pyproject)
+
+
+def test_missing_repository_url_is_explained(tmp_path):
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('[project]\nname = "x"\n')
+    with pytest.raises(SystemExit, match=r"no \[project.urls\] Repository"):
+        sync.repository_url(pyproject)
+
+
+# -------------------------------------------------------------- the runner's log filter
+def test_runner_strips_only_tensorflow_start_up_logs():
+    nb = nbformat.v4.new_notebook()
+    tf_logs = (
+        "WARNING: All log messages before absl::InitializeLog() is called are written to "
+        "STDERR\n"
+        "I0000 00:00:1795925031.683873    6821 port.cc:153] oneDNN custom operations are on.\n"
+        "I0000 00:00:1795925031.684865    6821 cudart_stub.cc:31] Could not find cuda drivers\n"
+    )
+    cell = nbformat.v4.new_code_cell("import keras")
+    cell.outputs = [
+        nbformat.v4.new_output("stream", name="stderr", text=tf_logs),
+        nbformat.v4.new_output("stream", name="stderr", text=tf_logs + "UserWarning: real\n"),
+        nbformat.v4.new_output("stream", name="stdout", text="I0000 stays in stdout\n"),
+    ]
+    nb.cells = [cell]
+    assert runner.strip_tf_logs(nb) == 6
+    assert [o.text for o in nb.cells[0].outputs] == [
+        "UserWarning: real\n",
+        "I0000 stays in stdout\n",
+    ]
