@@ -128,7 +128,13 @@ def synced(notebook: Path, repo_url: str) -> str:
         header.append(at_top[i] if keep else cell)
     original.cells = header + body
     if original.nbformat_minor < 5:
-        original.nbformat_minor = 5  # cell ids
+        original.nbformat_minor = 5  # cell ids; give older notebooks stable ones
+        taken = {c.get("id") for c in original.cells}
+        for i, cell in enumerate(original.cells):
+            if "id" not in cell:
+                cell["id"] = next(
+                    f"cell-{i}-{k}" for k in range(1000) if f"cell-{i}-{k}" not in taken
+                )
     text = nbformat.writes(original)
     return text if text.endswith("\n") else text + "\n"
 

@@ -254,3 +254,17 @@ def test_runner_strips_only_tensorflow_start_up_logs():
         "UserWarning: real\n",
         "I0000 stays in stdout\n",
     ]
+
+
+def test_sync_gives_older_notebooks_cell_ids(tmp_path):
+    path = tmp_path / "09_old_format.ipynb"
+    path.write_text(
+        '{"cells": [{"cell_type": "markdown", "metadata": {}, "source": ["# 09"]}], '
+        '"metadata": {}, "nbformat": 4, "nbformat_minor": 4}',
+        encoding="utf-8",
+    )
+    text = sync.synced(path, "https://github.com/o/r")
+    nb = nbformat.reads(text, as_version=4)
+    nbformat.validate(nb)
+    assert [c.id for c in nb.cells][:2] == ["colab-badge", "colab-setup"]
+    assert nb.cells[2].id and nb.cells[2].source == "# 09"
