@@ -24,7 +24,7 @@ test: $(STAMP)
 ## notebooks: write the Colab header, then run the notebooks in place in full mode
 ##   (KDLIB_FAST unset) so the committed copies carry real outputs. A subset:
 ##   make notebooks NB=notebooks/01_*.ipynb
-NB ?= notebooks/[0-9][0-9]_*.ipynb
+NB ?= $(wildcard notebooks/[0-9][0-9]_*.ipynb)
 notebooks: $(STAMP)
 	$(BIN)/python scripts/sync_notebooks.py $(NB)
 	env -u KDLIB_FAST -u MPLBACKEND $(BIN)/python scripts/run_notebooks.py $(NB)
