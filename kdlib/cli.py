@@ -6,7 +6,7 @@ Examples
 
     kdlib distill --fast                                   # a small run, about a minute
     kdlib distill --seeds 3 --json results.json --plot comparison.png
-    kdlib distill --teacher cnn --student mlp --temperature 6 --alpha 0.1 \\
+    kdlib distill --teacher cnn --student mlp --temperature 4 --alpha 0.3 \\
         --save-student student.keras
 
 Flags are checked before TensorFlow is even imported (numbers and names) or before any
@@ -101,15 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("--teacher", choices=TEACHER_CHOICES, default="cnn",
                          help="teacher architecture (default: cnn)")
     distill.add_argument("--student", choices=STUDENT_CHOICES, default="mlp",
-                         help="student architecture (default: mlp, 32 hidden units)")
+                         help="student architecture (default: mlp, 50 hidden units)")
     distill.add_argument("--temperature", type=_temperature, default=None,
-                         help="distillation temperature T > 0 (default: 6)")
+                         help="distillation temperature T > 0 (default: 4)")
     distill.add_argument("--alpha", type=_alpha, default=None,
-                         help="weight of the hard-label loss, in [0, 1] (default: 0.1)")
+                         help="weight of the hard-label loss, in [0, 1] (default: 0.3)")
     distill.add_argument("--epochs", type=_positive_int, default=None,
-                         help="epochs of each student (default: 20, fast 3)")
+                         help="epochs of each student (default: 30, fast 3)")
     distill.add_argument("--teacher-epochs", type=_positive_int, default=None,
-                         help="epochs of the teacher (default: 6, fast 2)")
+                         help="epochs of the teacher (default: 8, fast 2)")
     distill.add_argument("--batch-size", type=_positive_int, default=None,
                          help="mini-batch size (default: 128)")
     distill.add_argument("--seeds", type=_positive_int, default=1,

@@ -1,0 +1,285 @@
+"""kdlib.experiment: configuration, twin students, the pipeline end to end on a tiny data set."""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from kdlib import experiment as ex
+
+
+def write_learnable_mnist(path, n_train=700, n_test=300, seed=0):
+    """An MNIST-shaped .npz where class c is a bright vertical bar at column 2 + 2c, plus noise.
+
+    Small models learn it in an epoch, so the pipeline can be tested in seconds.
+    """
+    rng = np.random.default_rng(seed)
+
+    def split(n):
+        y = (np.arange(n) % 10).astype(np.uint8)
+        x = rng.integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
+        for i, c in enumerate(y):
+            x[i, 4:24, 2 + 2 * c] = 255
+        order = rng.permutation(n)
+        return x[order], y[order]
+
+    x_train, y_train = split(n_train)
+    x_test, y_test = split(n_test)
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    return path
+
+
+TINY = {
+    "epochs": 2,
+    "teacher_epochs": 1,
+    "batch_size": 50,
+    "train_size": 400,
+    "val_size": 100,
+    "test_size": 200,
+    "verbose": 0,
+}
+
+
+# ----------------------------------------------------------------------------- config
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [
+        ("temperature", 0.0, "temperature"),
+        ("temperature", -2.0, "-2.0"),
+        ("temperature", float("inf"), "inf"),
+        ("alpha", 1.5, "1.5"),
+        ("alpha", -0.1, "-0.1"),
+        ("teacher", "resnet", "'resnet'"),
+        ("student", "transformer", "'transformer'"),
+        ("epochs", 0, "epochs"),
+        ("seeds", 1.5, "seeds"),
+        ("batch_size", True, "batch_size"),
+        ("seed", -1, "seed"),
+        ("learning_rate", 0.0, "learning_rate"),
+        ("verbose", 3, "verbose"),
+    ],
+)
+def test_config_rejects_bad_values_naming_them(field, value, fragment):
+    with pytest.raises(ValueError, match="must") as info:
+        ex.ExperimentConfig(**{field: value})
+    assert fragment in str(info.value)
+
+
+def test_default_config_follows_fast_mode(monkeypatch):
+    monkeypatch.setenv("KDLIB_FAST", "1")
+    fast = ex.ExperimentConfig.default()
+    monkeypatch.setenv("KDLIB_FAST", "0")
+    full = ex.ExperimentConfig.default()
+    assert (fast.train_size, fast.val_size, fast.test_size) == (5000, 1000, 2000)
+    assert (full.train_size, full.val_size, full.test_size) == (None, 5000, None)
+    assert fast.epochs < full.epochs and fast.teacher_epochs < full.teacher_epochs
+    # Only sizes and epochs differ between the two modes.
+    same = {"teacher", "student", "temperature", "alpha", "batch_size", "seeds", "seed"}
+    assert {k: getattr(fast, k) for k in same} == {k: getattr(full, k) for k in same}
+
+
+def test_default_config_overrides_and_rejects_unknown_settings(monkeypatch):
+    monkeypatch.setenv("KDLIB_FAST", "1")
+    config = ex.ExperimentConfig.default(temperature=2.5, epochs=None)
+    assert config.temperature == 2.5 and config.epochs == 3  # None keeps the default
+    with pytest.raises(TypeError, match="temprature"):
+        ex.ExperimentConfig.default(temprature=2.0)
+
+
+# ----------------------------------------------------------------------------- models
+def test_parameter_counts_match_hand_computed_formulas():
+    # MLP student 784 -> 50 -> 10: weights plus biases of each Dense layer.
+    mlp_student = 784 * 50 + 50 + 50 * 10 + 10
+    # CNN teacher: 3x3 convs (1 -> 32, 32 -> 64), two 2x2 pools (28 -> 14 -> 7), Dense 128.
+    cnn_teacher = (9 * 1 * 32 + 32) + (9 * 32 * 64 + 64) + (7 * 7 * 64 * 128 + 128) + (
+        128 * 10 + 10
+    )
+    mlp_teacher = (784 * 1200 + 1200) + (1200 * 1200 + 1200) + (1200 * 10 + 10)
+    cnn_student = (9 * 8 + 8) + (9 * 8 * 16 + 16) + (7 * 7 * 16 * 32 + 32) + (32 * 10 + 10)
+    assert ex.STUDENTS["mlp"]().count_params() == mlp_student == 39_760
+    assert ex.TEACHERS["cnn"]().count_params() == cnn_teacher == 421_642
+    assert ex.TEACHERS["mlp"]().count_params() == mlp_teacher
+    assert ex.STUDENTS["cnn"]().count_params() == cnn_student
+    for teacher in (cnn_teacher, mlp_teacher):
+        for student in (mlp_student, cnn_student):
+            assert teacher / student >= 10
+
+
+def test_check_compression_rejects_a_student_that_is_too_large():
+    teacher = ex.STUDENTS["mlp"]()
+    with pytest.raises(ValueError, match="10x fewer"):
+        ex.check_compression(teacher, ex.STUDENTS["mlp"]())
+
+
+def test_twin_students_start_from_identical_weights_and_seeds_differ():
+    scratch, distilled = ex.twin_students("mlp", seed=3)
+    assert scratch is not distilled
+    for a, b in zip(scratch.weights, distilled.weights, strict=True):
+        assert a is not b
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    other, _ = ex.twin_students("mlp", seed=4)
+    assert not np.array_equal(scratch.get_weights()[0], other.get_weights()[0])
+    again, _ = ex.twin_students("mlp", seed=3)
+    np.testing.assert_array_equal(scratch.get_weights()[0], again.get_weights()[0])
+
+
+# ------------------------------------------------------------------------------- data
+def test_prepare_data_splits_scales_and_holds_out_validation(tmp_path):
+    path = write_learnable_mnist(tmp_path / "mnist.npz")
+    config = ex.ExperimentConfig(**TINY)
+    splits = ex.prepare_data(config, path)
+    assert splits.shapes() == {
+        "x_train": (400, 28, 28), "y_train": (400,), "x_val": (100, 28, 28),
+        "y_val": (100,), "x_test": (200, 28, 28), "y_test": (200,),
+    }
+    assert splits.x_train.dtype == np.float32 and splits.x_train.max() == 1.0
+    assert np.bincount(splits.y_train).tolist() == [40] * 10  # class-balanced subset
+    # Validation images are never training images (the bar plus noise makes each unique).
+    train_rows = {row.tobytes() for row in splits.x_train}
+    assert not any(row.tobytes() in train_rows for row in splits.x_val)
+    with pytest.raises(ValueError, match="val_size=700"):
+        ex.prepare_data(dataclasses.replace(config, val_size=700), path)
+
+
+# --------------------------------------------------------------------------- training
+@pytest.fixture(scope="module")
+def tiny_splits(tmp_path_factory):
+    path = write_learnable_mnist(tmp_path_factory.mktemp("data") / "mnist.npz")
+    return path, ex.prepare_data(ex.ExperimentConfig(**TINY), path)
+
+
+def test_with_alpha_one_the_distilled_student_equals_the_scratch_student(tiny_splits):
+    """alpha = 1 leaves only the hard-label loss, so distillation is plain training.
+
+    The two students then end with the same weights only if they started from the same
+    weights and saw the batches in the same order: this checks both promises.
+    """
+    _, splits = tiny_splits
+    config = ex.ExperimentConfig(**{**TINY, "alpha": 1.0})
+    teacher = ex.build_teacher("cnn", seed=0)
+    pair = ex.train_students(config, splits, teacher, seed=5)
+    for a, b in zip(pair.scratch.get_weights(), pair.distilled.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert len(pair.histories["scratch"]["loss"]) == config.epochs
+    np.testing.assert_allclose(
+        pair.histories["scratch"]["loss"], pair.histories["distilled"]["student_loss"],
+        rtol=1e-4,
+    )
+    # With soft targets in the loss (alpha < 1) the two students do end up different.
+    config = dataclasses.replace(config, alpha=0.1)
+    pair = ex.train_students(config, splits, teacher, seed=5)
+    assert not np.allclose(pair.scratch.get_weights()[0], pair.distilled.get_weights()[0])
+
+
+@pytest.fixture(scope="module")
+def tiny_result(tiny_splits, tmp_path_factory):
+    path, _ = tiny_splits
+    student_path = tmp_path_factory.mktemp("out") / "student.keras"
+    config = ex.ExperimentConfig(**{**TINY, "seeds": 2, "seed": 7})
+    result = ex.run_experiment(config, save_student=student_path, data_path=path)
+    return result, student_path
+
+
+def test_report_numbers_agree_with_independent_evaluation(tiny_result):
+    result, _ = tiny_result
+    splits = result.artifacts.splits
+    assert result.num_test == 200
+    # The teacher: accuracy and errors from Keras' own evaluate, on the same images.
+    teacher = result.artifacts.teacher
+    _, keras_accuracy = teacher.evaluate(splits.x_test, splits.y_test, verbose=0)
+    assert result.teacher.test_accuracy == pytest.approx(keras_accuracy, abs=1e-6)
+    assert result.teacher.test_errors == round((1 - keras_accuracy) * 200)
+    assert result.teacher.agreement == 1.0 and result.teacher.test_accuracy_std == 0.0
+    for report in (result.scratch, result.distilled):
+        assert len(report.test_accuracies) == 2
+        assert report.test_accuracy == pytest.approx(np.mean(report.test_accuracies))
+        assert report.test_accuracy_std == pytest.approx(
+            np.std(report.test_accuracies, ddof=1)
+        )
+        per_seed_errors = [round(200 * (1 - a)) for a in report.test_accuracies]
+        assert report.test_errors == round(statistics.mean(per_seed_errors))
+        assert 0.0 <= report.agreement <= 1.0 and report.ms_per_1000 > 0
+        assert report.params == 39_760
+    # The first seed's scratch student is the one kept: its accuracy is the first entry.
+    scratch = result.artifacts.scratch  # compiled by the pipeline, with "accuracy"
+    _, scratch_accuracy = scratch.evaluate(splits.x_test, splits.y_test, verbose=0)
+    assert result.scratch.test_accuracies[0] == pytest.approx(scratch_accuracy, abs=1e-6)
+    assert set(result.histories) == {"teacher", "scratch", "distilled"}
+    assert len(result.histories["distilled"]["val_accuracy"]) == 2
+    assert result.gain == pytest.approx(
+        statistics.mean(result.distilled.test_accuracies)
+        - statistics.mean(result.scratch.test_accuracies)
+    )
+
+
+def test_sizes_on_disk_count_weights_but_not_optimizer_state(tiny_result):
+    result, _ = tiny_result
+    for report in (result.teacher, result.scratch, result.distilled):
+        weights_bytes = 4 * report.params  # float32
+        # The file holds the weights plus a little metadata, never Adam's two extra copies.
+        assert weights_bytes < report.size_bytes < 1.5 * weights_bytes + 64_000
+    assert result.scratch.size_bytes == pytest.approx(result.distilled.size_bytes, rel=0.05)
+
+
+def test_json_dict_has_exactly_the_documented_schema(tiny_result):
+    result, _ = tiny_result
+    report = result.to_json_dict()
+    assert set(report) == {
+        "teacher", "scratch", "distilled", "temperature", "alpha", "seeds", "seconds",
+    }
+    assert set(report["teacher"]) == {"params", "test_accuracy", "test_errors"}
+    for name in ("scratch", "distilled"):
+        assert set(report[name]) == {
+            "params", "test_accuracy", "test_accuracy_std", "test_errors",
+        }
+        assert type(report[name]["test_accuracy_std"]) is float
+    for name in ("teacher", "scratch", "distilled"):
+        assert type(report[name]["params"]) is int
+        assert type(report[name]["test_errors"]) is int
+        assert type(report[name]["test_accuracy"]) is float
+    assert type(report["temperature"]) is float and type(report["alpha"]) is float
+    assert type(report["seeds"]) is int and report["seeds"] == 2
+    assert type(report["seconds"]) is float and report["seconds"] > 0
+
+
+def test_table_lists_every_model(tiny_result):
+    result, _ = tiny_result
+    table = ex.format_table(result)
+    for name in ("teacher", "scratch", "distilled", "39,760", "±"):
+        assert name in table
+
+
+def test_saved_student_loads_with_plain_keras_in_a_fresh_process(tiny_result):
+    result, student_path = tiny_result
+    x = result.artifacts.splits.x_test[:20]
+    np.save(student_path.with_name("x.npy"), x)
+    expected = result.artifacts.distilled.predict(x, verbose=0)
+    code = (
+        "import sys, numpy as np, keras\n"
+        f"model = keras.models.load_model({str(student_path)!r})\n"
+        f"x = np.load({str(student_path.with_name('x.npy'))!r})\n"
+        "assert not any(m.startswith('kdlib') for m in sys.modules), 'kdlib was imported'\n"
+        f"np.save({str(student_path.with_name('y.npy'))!r}, model.predict(x, verbose=0))\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=300)
+    got = np.load(student_path.with_name("y.npy"))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_run_experiment_checks_the_student_path_before_training(tmp_path, monkeypatch):
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(ex, "prepare_data", no_training)
+    with pytest.raises(ValueError, match=r"must end in \.keras"):
+        ex.run_experiment(ex.ExperimentConfig(**TINY), save_student=tmp_path / "s.h5")
+    with pytest.raises(ValueError, match="does not exist"):
+        ex.run_experiment(
+            ex.ExperimentConfig(**TINY), save_student=tmp_path / "missing" / "s.keras"
+        )
