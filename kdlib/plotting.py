@@ -462,17 +462,21 @@ def plot_comparison(
     colors = [MODEL_COLORS.get(n, f"C{i}") for i, n in enumerate(names)]
     ax = axes[0, 0]
     ax.bar(list(names), acc, yerr=err, capsize=6, color=colors)
-    low = float(np.min(acc - (0 if err is None else err)))
-    ax.set_ylim(max(0.0, low - 1.0), min(100.0, float(np.max(acc)) + 0.5))
+    spread = np.zeros_like(acc) if err is None else err
+    low = float(np.min(acc - spread))
+    ax.set_ylim(max(0.0, low - 1.0), min(100.0, float(np.max(acc + spread)) + 0.6))
     for i, value in enumerate(acc):
-        ax.annotate(f"{value:.2f}", (i, value), ha="center", va="bottom", fontsize="small",
-                    xytext=(0, 3), textcoords="offset points")
+        # Above the error bar, so the two never overlap.
+        ax.annotate(f"{value:.2f}", (i, value + spread[i]), ha="center", va="bottom",
+                    fontsize="small", xytext=(0, 3), textcoords="offset points")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("test accuracy" + (" (mean ± std)" if err is not None else ""))
     if params is not None:
         ax = axes[0, 1]
         ax.bar(list(names), [int(p) for p in params], color=colors)
         ax.set_yscale("log")
+        # Room below the smallest bar and above the largest label.
+        ax.set_ylim(min(int(p) for p in params) / 10, max(int(p) for p in params) * 4)
         ax.set_ylabel("parameters")
         ax.set_title("size")
         for i, p in enumerate(params):
