@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: test lab lint format notebooks clean
+.PHONY: test test-backends lab lint format notebooks clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,24 @@ test: $(STAMP)
 	$(BIN)/python -m pytest tests
 	@# pytest exits 5 when it collects nothing (no notebooks yet): that is not a failure.
 	$(BIN)/python -m pytest --nbval-lax notebooks/ || [ $$? -eq 5 ]
+
+## test-backends: the backend-agnostic tests again on JAX and on PyTorch (CPU wheels).
+##   TensorFlow-only tests (tf.distribute) skip themselves there. torch is pinned because an
+##   unpinned `pip install torch` pulls the multi-GB CUDA build on Linux.
+BACKENDS       ?= jax torch
+BACKEND_TESTS  ?= tests/test_losses.py tests/test_distiller.py tests/test_soft_targets.py \
+                  tests/test_scaling.py
+BACKEND_WHEELS ?= jax torch==2.13.0
+BACKENDS_STAMP := $(VENV)/.backends-installed
+$(BACKENDS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet $(BACKEND_WHEELS)
+	touch $(BACKENDS_STAMP)
+
+test-backends: $(BACKENDS_STAMP)
+	set -e; for backend in $(BACKENDS); do \
+	  echo "== KERAS_BACKEND=$$backend"; \
+	  KERAS_BACKEND=$$backend $(BIN)/python -m pytest -q $(BACKEND_TESTS); \
+	done
 
 ## notebooks: write the Colab header, then run the notebooks in place in full mode
 ##   (KDLIB_FAST unset) so the committed copies carry real outputs. A subset:

@@ -1,0 +1,61 @@
+"""benchmarks/distill_speed.py: the JSON schema, and a fair comparison (same loss per row).
+
+Speed itself is never asserted here: it depends on the machine. This only checks that the
+benchmark runs end to end in a tiny configuration and that its rows train the same thing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "distill_speed.py"
+ROWS = {"student_alone", "kdlib_online", "kdlib_cached", "keras_distillation"}
+TINY = ["--fast", "--examples", "256", "--batch-size", "64", "--epochs", "3"]
+
+
+@pytest.fixture
+def bench(monkeypatch):
+    monkeypatch.setenv("KDLIB_FAST", "1")  # --fast sets it; monkeypatch restores it
+    spec = importlib.util.spec_from_file_location("distill_speed", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "distill_speed", module)  # dataclasses look it up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_json_schema(bench, tmp_path):
+    path = tmp_path / "speed.json"
+    assert bench.main([*TINY, "--no-jit", "--json", str(path)]) == 0
+    report = json.loads(path.read_text())
+    assert set(report) == {"seconds_per_epoch", "teacher_pass_seconds", "epochs_timed", "backend"}
+    assert set(report["seconds_per_epoch"]) == ROWS
+    assert all(s > 0 for s in report["seconds_per_epoch"].values())
+    assert report["teacher_pass_seconds"] > 0
+    assert report["epochs_timed"] == 3
+    assert report["backend"] == keras.backend.backend()
+
+
+def test_rows_optimise_the_same_loss(bench):
+    """kdlib (online and cached) and keras.distillation: same T, same weights, same loss."""
+    args = bench.parse_args(TINY)
+    data = bench.load_data(args)
+    rows = {row.name: row for row in bench.build_rows(args, data, jit_compile=False)}
+    losses = {}
+    for name in ("kdlib_online", "kdlib_cached", "keras_distillation"):
+        row = rows[name]
+        result = row.model.evaluate(*row.fit_args, batch_size=64, verbose=0, return_dict=True)
+        losses[name] = (result["loss"], result["student_loss"], result["distillation_loss"])
+    for name in ("kdlib_cached", "keras_distillation"):
+        np.testing.assert_allclose(losses[name], losses["kdlib_online"], rtol=1e-4)
+
+
+def test_fewer_than_three_timed_epochs_is_refused(bench):
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--epochs", "2"])
