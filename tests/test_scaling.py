@@ -7,6 +7,11 @@ online (``y = labels``) and cached soft targets (``y = {"labels", "teacher_logit
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -204,3 +209,66 @@ def test_loss_of_bfloat16_logits_is_computed_in_float32(data, initial_weights):
 
     expected = np_total_loss(y, as_f64(teacher_logits), as_f64(student_logits))
     np.testing.assert_allclose(float(keras.ops.convert_to_numpy(total)), expected, rtol=1e-5)
+
+
+# ---------------------------------------------------------------- Keras distribution API (JAX)
+_JAX_DATA_PARALLEL = r"""
+import json, sys
+import keras, numpy as np
+from kdlib import Distiller, models
+from kdlib.soft_targets import cache_soft_targets
+
+assert len(keras.distribution.list_devices("cpu")) == 2, keras.distribution.list_devices()
+rng = np.random.default_rng(0)
+x = rng.random((128, 6, 6), dtype=np.float32)
+y = rng.integers(0, 10, 128).astype("int32")
+keras.utils.set_random_seed(7)
+init = [m.get_weights() for m in (models.mlp(hidden=(32,), input_shape=(6, 6)),
+                                  models.mlp(hidden=(16,), input_shape=(6, 6)))]
+
+def run(mode):
+    teacher = models.mlp(hidden=(32,), input_shape=(6, 6), name="teacher")
+    student = models.mlp(hidden=(16,), input_shape=(6, 6), name="student")
+    teacher.set_weights(init[0]); student.set_weights(init[1])
+    distiller = Distiller(teacher=teacher, student=student)
+    distiller.compile(optimizer=keras.optimizers.SGD(0.1), alpha=0.3, temperature=4.0)
+    targets = y if mode == "online" else cache_soft_targets(teacher, x, y, verbose=0)
+    history = distiller.fit(x, targets, epochs=1, batch_size=32, shuffle=False, verbose=0)
+    devices = len(student.trainable_variables[0].value.sharding.device_set)
+    return ({k: v[0] for k, v in history.history.items()},
+            [w.tolist() for w in student.get_weights()], devices)
+
+out = {}
+for mode in ("online", "cached"):
+    keras.distribution.set_distribution(None)
+    single = run(mode)
+    keras.distribution.set_distribution(keras.distribution.DataParallel(
+        devices=keras.distribution.list_devices("cpu")))
+    out[mode] = {"single": single, "parallel": run(mode)}
+keras.distribution.set_distribution(None)
+json.dump(out, sys.stdout)
+"""
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "jax", reason="the Keras distribution API runs on JAX"
+)
+def test_jax_data_parallel_matches_one_device(tmp_path):
+    """keras.distribution.DataParallel over two CPU devices, in a fresh process (JAX reads
+    the device count from XLA_FLAGS once, at start-up)."""
+    env = dict(os.environ, KERAS_BACKEND="jax",
+               XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    proc = subprocess.run(
+        [sys.executable, "-c", _JAX_DATA_PARALLEL],
+        env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    for mode in MODES:
+        h_single, w_single, devices_single = results[mode]["single"]
+        h_parallel, w_parallel, devices_parallel = results[mode]["parallel"]
+        assert (devices_single, devices_parallel) == (1, 2)  # replicated on both devices
+        assert_same_run(
+            (h_parallel, [np.array(w) for w in w_parallel]),
+            (h_single, [np.array(w) for w in w_single]),
+        )
