@@ -34,6 +34,8 @@ LABELS = {
     "kdlib_online": "kdlib.Distiller, online teacher",
     "kdlib_cached": "kdlib.Distiller, cached soft targets",
     "keras_distillation": "keras.distillation.Distiller (KL)",
+    "kdlib_online_again": "  same as kdlib online (noise check)",
+    "keras_distillation_again": "  same as keras.distillation (noise check)",
 }
 
 
@@ -56,6 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="weight of the hard-label loss (keras: student_loss_weight)")
     parser.add_argument("--no-jit", action="store_true",
                         help="skip the jit_compile=True measurement")
+    parser.add_argument("--noise-check", action="store_true",
+                        help="add a second, identical kdlib-online row and keras row: how "
+                        "far two identical rows differ is the noise floor of this machine")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -150,12 +155,19 @@ def build_rows(args: argparse.Namespace, data: dict[str, Any], jit_compile: Any)
     keras_distiller.compile(optimizer=optimizer, loss=ce, metrics=metrics,
                             jit_compile=jit_compile)
 
-    return [
+    rows = [
         Row("student_alone", student, (x, y)),
         Row("kdlib_online", online, (x, y)),
         Row("kdlib_cached", cached, (x, targets)),
         Row("keras_distillation", keras_distiller, (x, y)),
     ]
+    if args.noise_check:
+        again = argparse.Namespace(**{**vars(args), "noise_check": False})
+        twins = {r.name: r for r in build_rows(again, data, jit_compile)}
+        for name in ("kdlib_online", "keras_distillation"):
+            twin = twins[name]
+            rows.append(Row(f"{name}_again", twin.model, twin.fit_args))
+    return rows
 
 
 def measure(args: argparse.Namespace, data: dict[str, Any], jit_compile: Any) -> dict[str, Any]:
@@ -251,7 +263,8 @@ def format_table(args: argparse.Namespace, data: dict[str, Any],
         return f"{label:44s}{cells}"
 
     bases = [results[c][key]["student_alone"] for c in columns]
-    for name in ROWS:
+    names = [n for n in LABELS if n in results[columns[0]][key]]
+    for name in names:
         lines.append(line(LABELS[name], [results[c][key][name] for c in columns], bases))
         if name == "kdlib_cached":
             amortised = [results[c][key][name] + pass_s / amortise_over for c in columns]
