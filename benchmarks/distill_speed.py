@@ -309,8 +309,16 @@ def main(argv: list[str] | None = None) -> int:
     online_vs_keras = goals["kdlib_online"] / goals["keras_distillation"]
     print(f"goal cached <= 1.10x student alone: {cached_ratio:.2f}x "
           f"({'met' if cached_ratio <= 1.10 else 'MISSED'})")
-    print(f"goal online no slower than keras.distillation: {online_vs_keras:.2f}x "
-          f"({'met' if online_vs_keras <= 1.0 else 'MISSED'})")
+    verdict = "met" if online_vs_keras <= 1.0 else "MISSED"
+    if verdict == "MISSED" and "kdlib_online_again" in goals:
+        # Two identical rows differ by this much on this machine: a smaller gap is noise.
+        noise = max(
+            abs(goals["kdlib_online_again"] / goals["kdlib_online"] - 1),
+            abs(goals["keras_distillation_again"] / goals["keras_distillation"] - 1),
+        )
+        if online_vs_keras - 1 <= noise:
+            verdict = f"tie: within the {noise:.1%} by which identical rows differ"
+    print(f"goal online no slower than keras.distillation: {online_vs_keras:.2f}x ({verdict})")
 
     if args.json:
         report: dict[str, Any] = {

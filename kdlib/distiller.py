@@ -58,6 +58,28 @@ def applies_softmax(model: keras.Model) -> bool:
     )
 
 
+def check_logits_model(model: Any, role: str) -> None:
+    """Raise if ``model`` is not a Keras model or its last layer applies softmax.
+
+    Distillation divides *logits* by the temperature before the softmax, so a model that
+    already outputs probabilities cannot be a teacher or a student.
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"{role} must be a keras.Model, got {type(model).__name__}; build it with "
+            "keras.Sequential, the functional API or a kdlib.models factory."
+        )
+    if applies_softmax(model):
+        raise ValueError(
+            f"The {role}'s last layer ({model.layers[-1].name!r}) applies softmax, but "
+            "distillation needs logits: the temperature divides the logits before the "
+            "softmax. Remove the softmax (e.g. Dense(10) instead of "
+            "Dense(10, activation='softmax')), or wrap the model: "
+            f"keras.Model({role}.inputs, {role}.layers[-1].input) if the softmax is a "
+            "separate layer."
+        )
+
+
 def _output_shape(model: keras.Model) -> tuple[Any, ...] | None:
     """The static output shape of a built functional/Sequential model, else None."""
     try:
@@ -139,21 +161,8 @@ class Distiller(keras.Model):
 
     def __init__(self, *, teacher: keras.Model, student: keras.Model, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        for role, model in (("teacher", teacher), ("student", student)):
-            if not isinstance(model, keras.Model):
-                raise TypeError(
-                    f"{role} must be a keras.Model, got {type(model).__name__}; build it "
-                    "with keras.Sequential, the functional API or a kdlib.models factory."
-                )
-            if applies_softmax(model):
-                raise ValueError(
-                    f"The {role}'s last layer ({model.layers[-1].name!r}) applies softmax, "
-                    "but distillation needs logits: the temperature divides the logits "
-                    "before the softmax. Remove the softmax (e.g. Dense(10) instead of "
-                    "Dense(10, activation='softmax')), or wrap the model: "
-                    f"keras.Model({role}.inputs, {role}.layers[-1].input) if the softmax "
-                    "is a separate layer."
-                )
+        check_logits_model(teacher, "teacher")
+        check_logits_model(student, "student")
         t_shape, s_shape = _output_shape(teacher), _output_shape(student)
         if t_shape is not None and s_shape is not None and t_shape[1:] != s_shape[1:]:
             raise ValueError(
@@ -331,9 +340,11 @@ class Distiller(keras.Model):
         for extra in self.losses:  # the student's regularisers, if any
             total = total + self._aggregate_additional_loss(extra)
         replicas = _num_replicas_in_sync()
+        if replicas != 1:  # report the global mean, as Keras does for `loss`
+            student_loss, distill_loss = student_loss * replicas, distill_loss * replicas
         batch = ops.shape(student_logits)[0]
-        self.student_loss_tracker.update_state(student_loss * replicas, sample_weight=batch)
-        self.distillation_loss_tracker.update_state(distill_loss * replicas, sample_weight=batch)
+        self.student_loss_tracker.update_state(student_loss, sample_weight=batch)
+        self.distillation_loss_tracker.update_state(distill_loss, sample_weight=batch)
         return total
 
     def compute_metrics(self, x: Any, y: Any, y_pred: Any, sample_weight: Any = None) -> Any:

@@ -39,7 +39,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from kdlib.distiller import LABELS_KEY, TEACHER_LOGITS_KEY, applies_softmax
+from kdlib.distiller import LABELS_KEY, TEACHER_LOGITS_KEY, check_logits_model
 
 BYTES_PER_LOGIT = 4  # float32
 
@@ -56,21 +56,6 @@ def cache_size_bytes(num_examples: int, num_classes: int) -> int:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {value!r}.")
     return int(num_examples) * int(num_classes) * BYTES_PER_LOGIT
-
-
-def _check_teacher(teacher: Any) -> None:
-    if not isinstance(teacher, keras.Model):
-        raise TypeError(
-            f"teacher must be a keras.Model, got {type(teacher).__name__}; pass the trained "
-            "teacher model itself (not its predictions, not a Distiller)."
-        )
-    if applies_softmax(teacher):
-        raise ValueError(
-            f"The teacher's last layer ({teacher.layers[-1].name!r}) applies softmax, but "
-            "soft targets must be logits: the temperature divides the logits before the "
-            "softmax. Remove the softmax, or cache from keras.Model(teacher.inputs, "
-            "teacher.layers[-1].input) if the softmax is a separate layer."
-        )
 
 
 def _check_batch_size(batch_size: Any) -> int:
@@ -167,7 +152,7 @@ def cache_soft_targets(
         If ``x`` and ``y`` differ in length, ``batch_size`` is not a positive integer, or
         the teacher outputs probabilities or non-finite values.
     """
-    _check_teacher(teacher)
+    check_logits_model(teacher, "teacher")
     batch_size = _check_batch_size(batch_size)
     if _is_dataset(x):
         raise TypeError(
@@ -241,7 +226,7 @@ def cache_soft_targets_dataset(teacher: keras.Model, dataset: Any, verbose: int 
     tf.data.Dataset
     """
     tf = _require_tensorflow()
-    _check_teacher(teacher)
+    check_logits_model(teacher, "teacher")
     if not isinstance(dataset, tf.data.Dataset):
         raise TypeError(
             f"dataset must be a tf.data.Dataset of (x, y) batches, got "

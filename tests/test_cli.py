@@ -8,27 +8,11 @@ import subprocess
 import sys
 
 import keras
-import numpy as np
 import pytest
+from reference import write_learnable_mnist
 
 from kdlib import cli
 from kdlib import experiment as ex
-
-
-def write_learnable_mnist(path, n_train, n_test, seed=0):
-    """An MNIST-shaped .npz where class c is a bright vertical bar at column 2 + 2c."""
-    rng = np.random.default_rng(seed)
-
-    def split(n):
-        y = (np.arange(n) % 10).astype(np.uint8)
-        x = rng.integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
-        for i, c in enumerate(y):
-            x[i, 4:24, 2 + 2 * c] = 255
-        return x, y
-
-    (x_train, y_train), (x_test, y_test) = split(n_train), split(n_test)
-    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-    return path
 
 
 @pytest.fixture

@@ -10,30 +10,9 @@ import sys
 import keras
 import numpy as np
 import pytest
+from reference import write_learnable_mnist
 
 from kdlib import experiment as ex
-
-
-def write_learnable_mnist(path, n_train=700, n_test=300, seed=0):
-    """An MNIST-shaped .npz where class c is a bright vertical bar at column 2 + 2c, plus noise.
-
-    Small models learn it in an epoch, so the pipeline can be tested in seconds.
-    """
-    rng = np.random.default_rng(seed)
-
-    def split(n):
-        y = (np.arange(n) % 10).astype(np.uint8)
-        x = rng.integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
-        for i, c in enumerate(y):
-            x[i, 4:24, 2 + 2 * c] = 255
-        order = rng.permutation(n)
-        return x[order], y[order]
-
-    x_train, y_train = split(n_train)
-    x_test, y_test = split(n_test)
-    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-    return path
-
 
 TINY = {
     "epochs": 2,

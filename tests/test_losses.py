@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 from keras import ops
+from reference import np_distillation, np_kl, np_softmax
 
 from kdlib.losses import (
     DistillationLoss,
@@ -18,24 +19,6 @@ TEMPERATURES = [0.5, 1.0, 2.0, 5.0, 20.0]
 # float64 inputs stay float64 on TensorFlow and PyTorch; JAX computes them in float32 unless
 # jax_enable_x64 is set (a process-wide switch kdlib must not flip).
 FLOAT64_RTOL = 1e-5 if keras.backend.backend() == "jax" else 1e-12
-
-
-def np_softmax(z: np.ndarray, t: float = 1.0) -> np.ndarray:
-    """Reference softmax in float64 (max-subtracted)."""
-    z = np.asarray(z, dtype=np.float64) / t
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def np_kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    p, q = np.asarray(p, np.float64), np.asarray(q, np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(p > 0, p * np.log(np.where(p > 0, p, 1) / q), 0.0)
-    return terms.sum(axis=-1)
-
-
-def np_distillation(t: np.ndarray, s: np.ndarray, temp: float) -> np.ndarray:
-    return temp**2 * np_kl(np_softmax(t, temp), np_softmax(s, temp))
 
 
 def to_np(x) -> np.ndarray:

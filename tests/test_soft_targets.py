@@ -12,6 +12,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+from reference import np_total_loss
 
 from kdlib import Distiller, models
 from kdlib.soft_targets import (
@@ -23,20 +24,6 @@ from kdlib.soft_targets import (
 
 INPUT_SHAPE, NUM_CLASSES, N = (6, 6), 10, 96
 ALPHA, TEMPERATURE = 0.3, 4.0
-
-
-def np_softmax(z, t=1.0):
-    z = np.asarray(z, np.float64) / t
-    e = np.exp(z - z.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
-
-
-def np_total_loss(labels, teacher_logits, student_logits):
-    """alpha * CE(labels, s) + (1 - alpha) * T^2 KL(softmax(t/T) || softmax(s/T)), batch mean."""
-    ce = -np.log(np_softmax(student_logits)[np.arange(len(labels)), labels])
-    p, q = np_softmax(teacher_logits, TEMPERATURE), np_softmax(student_logits, TEMPERATURE)
-    kl = TEMPERATURE**2 * np.sum(p * (np.log(p) - np.log(q)), -1)
-    return ALPHA * ce.mean() + (1 - ALPHA) * kl.mean()
 
 
 def np_mlp_forward(model: keras.Model, x: np.ndarray) -> np.ndarray:
@@ -129,12 +116,12 @@ def test_cached_and_online_give_the_numpy_loss_for_the_same_batch(data, teacher)
     student = make_student()
     distiller = make_distiller(teacher, student)
     targets = cache_soft_targets(teacher, x, y, verbose=0)
-    expected = np_total_loss(y, np_mlp_forward(teacher, x), np_mlp_forward(student, x))
+    expected = np_total_loss(
+        y, np_mlp_forward(teacher, x), np_mlp_forward(student, x), ALPHA, TEMPERATURE
+    )
     online = distiller.evaluate(x, y, batch_size=N, return_dict=True, verbose=0)
     cached = distiller.evaluate(x, targets, batch_size=N, return_dict=True, verbose=0)
-    assert set(online) == set(cached) == {
-        "loss", "student_loss", "distillation_loss", "accuracy"
-    }
+    assert set(online) == set(cached) == {"loss", "student_loss", "distillation_loss", "accuracy"}
     np.testing.assert_allclose(online["loss"], expected, rtol=1e-5)
     np.testing.assert_allclose(cached["loss"], expected, rtol=1e-5)
     for key in online:
@@ -149,7 +136,12 @@ def test_cached_and_online_train_the_same_student(data, teacher):
         student = make_student()
         distiller = make_distiller(teacher, student)
         history = distiller.fit(
-            x, y_fit, epochs=2, batch_size=32, shuffle=False, verbose=0,
+            x,
+            y_fit,
+            epochs=2,
+            batch_size=32,
+            shuffle=False,
+            verbose=0,
             validation_data=(x, y_fit),
         )
         runs[mode] = history.history, student.get_weights()
@@ -192,9 +184,7 @@ def test_missing_labels(data, teacher):
 
 def test_softmax_layer_teacher_is_refused(data):
     inputs = keras.Input(INPUT_SHAPE)
-    outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax")(
-        keras.layers.Flatten()(inputs)
-    )
+    outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax")(keras.layers.Flatten()(inputs))
     with pytest.raises(ValueError, match="applies softmax"):
         cache_soft_targets(keras.Model(inputs, outputs), *data, verbose=0)
 
