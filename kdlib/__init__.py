@@ -10,6 +10,7 @@ does not pay for importing Keras and its backend.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -19,9 +20,17 @@ __all__ = ["Distiller"]
 __version__ = "0.1.0"
 
 
+_SUBMODULES = (
+    "check", "cli", "config", "data", "distiller", "experiment", "losses", "models",
+    "plotting", "soft_targets", "widgets",
+)
+
+
 def __getattr__(name: str) -> Any:
     if name == "Distiller":
         from kdlib.distiller import Distiller
 
         return Distiller
+    if name in _SUBMODULES:  # `import kdlib; kdlib.losses.…` works without a second import
+        return importlib.import_module(f"kdlib.{name}")
     raise AttributeError(f"module 'kdlib' has no attribute {name!r}")

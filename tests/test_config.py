@@ -32,3 +32,18 @@ def test_typo_raises(monkeypatch):
 @pytest.mark.skipif(not os.environ.get("CI"), reason="only meaningful on CI")
 def test_ci_really_sets_fast_mode():
     assert fast_mode(), "CI must run with KDLIB_FAST=1 (see .ci/run)"
+
+
+def test_import_is_light_and_submodules_resolve():
+    """`import kdlib.config` (what `kdlib --help` needs) must not import Keras/TensorFlow."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, kdlib.config\n"
+        "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules\n"
+        "import kdlib\n"
+        "assert kdlib.losses.softmax_with_temperature is not None\n"
+        "assert kdlib.Distiller.__name__ == 'Distiller'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
