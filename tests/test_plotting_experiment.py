@@ -9,6 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from reference import np_softmax  # noqa: E402
 
 from kdlib import plotting  # noqa: E402
 
@@ -17,11 +18,6 @@ from kdlib import plotting  # noqa: E402
 def close_figures():
     yield
     plt.close("all")
-
-
-def numpy_softmax(z, T):
-    e = np.exp((z - z.max()) / T)
-    return e / e.sum()
 
 
 def test_training_curves_draw_training_and_validation_per_model():
@@ -47,7 +43,7 @@ def test_soft_target_bars_are_the_softmax_at_both_temperatures():
     for row in range(2):
         for col, T in ((1, 1.0), (2, 4.0)):
             heights = [bar.get_height() for bar in fig.axes[3 * row + col].patches]
-            np.testing.assert_allclose(heights, numpy_softmax(logits[row], T), rtol=1e-5)
+            np.testing.assert_allclose(heights, np_softmax(logits[row], T), rtol=1e-5)
     with pytest.raises(ValueError, match="temperature"):
         plotting.plot_soft_targets(images, logits, temperature=0.0)
     with pytest.raises(ValueError, match="same n"):
