@@ -388,21 +388,34 @@ def train_teacher(
     # point instead of wherever the constant-rate noise left it.
     steps = config.teacher_epochs * math.ceil(len(splits.x_train) / config.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps)
-    teacher.compile(
-        optimizer=keras.optimizers.Adam(schedule),
-        loss=_cross_entropy(),
-        metrics=["accuracy"],
+    history = _fit_on_labels(
+        teacher, keras.optimizers.Adam(schedule), config, splits, config.teacher_epochs,
+        config.seed,
     )
-    keras.utils.set_random_seed(config.seed)
-    history = teacher.fit(
+    return teacher, history
+
+
+def _fit_on_labels(
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    config: ExperimentConfig,
+    splits: Splits,
+    epochs: int,
+    seed: int,
+) -> dict[str, list[float]]:
+    """Train ``model`` on the hard labels alone (cross-entropy), the global seed reset to
+    ``seed`` first so that the batch order is reproducible; return ``History.history``."""
+    model.compile(optimizer=optimizer, loss=_cross_entropy(), metrics=["accuracy"])
+    keras.utils.set_random_seed(seed)
+    history = model.fit(
         splits.x_train,
         splits.y_train,
         batch_size=config.batch_size,
-        epochs=config.teacher_epochs,
+        epochs=epochs,
         validation_data=(splits.x_val, splits.y_val),
         verbose=config.verbose,
     )
-    return teacher, history.history
+    return history.history
 
 
 def _cached_targets(teacher: keras.Model, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
@@ -442,19 +455,9 @@ def train_students(
     scratch, distilled = twin_students(config.student, seed)
     check_compression(teacher, scratch)
 
-    scratch.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
-        loss=_cross_entropy(),
-        metrics=["accuracy"],
-    )
-    keras.utils.set_random_seed(seed)
-    scratch_history = scratch.fit(
-        splits.x_train,
-        splits.y_train,
-        batch_size=config.batch_size,
-        epochs=config.epochs,
-        validation_data=(splits.x_val, splits.y_val),
-        verbose=config.verbose,
+    scratch_history = _fit_on_labels(
+        scratch, keras.optimizers.Adam(config.learning_rate), config, splits, config.epochs,
+        seed,
     )
 
     distiller = Distiller(teacher=teacher, student=distilled)
@@ -477,7 +480,7 @@ def train_students(
         seed=seed,
         scratch=scratch,
         distilled=distilled,
-        histories={"scratch": scratch_history.history, "distilled": distilled_history.history},
+        histories={"scratch": scratch_history, "distilled": distilled_history.history},
     )
 
 
