@@ -47,9 +47,21 @@ notebooks: $(STAMP)
 	$(BIN)/python scripts/sync_notebooks.py $(NB)
 	env -u KDLIB_FAST -u MPLBACKEND $(BIN)/python scripts/run_notebooks.py $(NB)
 
-## lab: JupyterLab on notebooks/
+## lab: JupyterLab on notebooks/, opened on the first notebook; prints the URL to open
+##   (with its token). As root it adds --allow-root; without a desktop, --no-browser.
+##   LAB_ARGS="--port=9999" passes more options to JupyterLab.
+FIRST_NOTEBOOK := $(notdir $(firstword $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))))
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	@set -- --ServerApp.root_dir=notebooks --LabApp.default_url=/lab/tree/$(FIRST_NOTEBOOK); \
+	if [ "$$(id -u)" -eq 0 ]; then \
+	  echo "make lab: you are root, so JupyterLab runs with --allow-root"; \
+	  set -- "$$@" --allow-root; \
+	fi; \
+	if [ "$$(uname -s)" = Linux ] && [ -z "$${DISPLAY:-}$${WAYLAND_DISPLAY:-}" ]; then \
+	  echo "make lab: no desktop here, so open the http://127.0.0.1:PORT/lab...?token=... URL printed below"; \
+	  set -- "$$@" --no-browser; \
+	fi; \
+	exec $(BIN)/jupyter lab "$$@" $(LAB_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
