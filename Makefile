@@ -6,7 +6,13 @@ STAMP  := $(VENV)/.installed
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: test test-backends lab lint format notebooks clean
+.PHONY: help test test-backends test-browser lab lint format notebooks clean
+.DEFAULT_GOAL := help
+
+## help: list the targets (also what bare `make` does)
+help:
+	@echo "make TARGET, where TARGET is one of:"
+	@sed -n 's/^## \([a-z][a-z-]*\): \(.*\)/\1|\2/p' $(MAKEFILE_LIST) | awk -F'|' '{ printf "  %-15s %s\n", $$1, $$2 }'
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +27,7 @@ test: $(STAMP)
 	@# pytest exits 5 when it collects nothing (no notebooks yet): that is not a failure.
 	$(BIN)/python -m pytest --nbval-lax notebooks/ || [ $$? -eq 5 ]
 
-## test-backends: the backend-agnostic tests again on JAX and on PyTorch (CPU wheels).
+## test-backends: the backend-agnostic tests again on JAX and on PyTorch (CPU wheels)
 ##   TensorFlow-only tests (tf.distribute) skip themselves there. torch is pinned because an
 ##   unpinned `pip install torch` pulls the multi-GB CUDA build on Linux.
 BACKENDS       ?= jax torch
@@ -63,12 +69,15 @@ lab: $(STAMP)
 	fi; \
 	exec $(BIN)/jupyter lab "$$@" $(LAB_ARGS)
 
+## lint: ruff check (what `make test` runs first)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+## format: ruff format, then ruff's automatic fixes
 format: $(STAMP)
 	$(BIN)/ruff format kdlib tests
 	$(BIN)/ruff check --fix .
 
+## clean: remove .venv and the tool caches (the next `make test` reinstalls)
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

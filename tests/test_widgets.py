@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import math
+import struct
 
 import ipywidgets
 import matplotlib
@@ -32,8 +34,43 @@ def test_temperature_explorer_is_a_widget_that_renders():
     assert isinstance(explorer, ipywidgets.VBox)
     assert explorer.slider in explorer.children and explorer.image in explorer.children
     assert bytes(explorer.image.value).startswith(PNG)
-    bundle = explorer._repr_mimebundle_()
-    assert "application/vnd.jupyter.widget-view+json" in bundle
+    data, metadata = explorer._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in data
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    """Width and height from the PNG header (IHDR chunk), as the PNG spec lays it out."""
+    assert png.startswith(PNG) and png[12:16] == b"IHDR"
+    return struct.unpack(">II", png[16:24])
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: widgets.TemperatureExplorer(LOGITS), lambda: widgets.KLExplorer()]
+)
+def test_explorer_png_has_twice_the_pixels_of_its_display_width(make):
+    explorer = make()
+    width, height = png_size(bytes(explorer.image.value))
+    assert explorer.image.layout.width == "640px"  # shown at 640 CSS px, never stretched
+    assert explorer.image.layout.max_width == "100%"
+    assert width == 2 * 640
+    assert height == round(width * 2.8 / 6.4)  # the figure's aspect ratio
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: widgets.TemperatureExplorer(LOGITS), lambda: widgets.KLExplorer()]
+)
+def test_display_carries_a_static_picture_of_the_state_beside_the_live_view(make):
+    explorer = make()
+    data, metadata = explorer._repr_mimebundle_()
+    assert data["application/vnd.jupyter.widget-view+json"]["model_id"] == explorer.model_id
+    assert base64.b64decode(data["image/png"]) == bytes(explorer.image.value)
+    assert metadata == {"image/png": {"width": 640}}
+    slider = explorer.slider if hasattr(explorer, "slider") else explorer.p_sliders[0]
+    slider.value = slider.max  # the picture follows the state at the time of display
+    data, _ = explorer._repr_mimebundle_()
+    assert base64.b64decode(data["image/png"]) == bytes(explorer.image.value)
+    explorer.close()
+    assert not explorer._repr_mimebundle_  # closed: nothing to display, as in ipywidgets
 
 
 @pytest.mark.parametrize("temperature", [0.5, 1.0, 2.5, 10.0, 20.0])
