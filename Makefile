@@ -53,8 +53,15 @@ notebooks: $(STAMP)
 	$(BIN)/python scripts/sync_notebooks.py $(NB)
 	env -u KDLIB_FAST -u MPLBACKEND $(BIN)/python scripts/run_notebooks.py $(NB)
 
-## lab: JupyterLab on notebooks/, opened on the first notebook; prints the URL to open
-##   (with its token). As root it adds --allow-root; without a desktop, --no-browser.
+## test-browser: every notebook Run All in JupyterLab in headless Chromium, sliders moved
+##   Fast mode; no error, stderr or MathJax box, every image shown, every widget slider
+##   changes its plot. Needs Debian's chromium (apt-get install -y chromium), which
+##   playwright drives; tests/browser_check.py says more.
+test-browser: $(STAMP)
+	KDLIB_FAST=1 $(BIN)/python tests/browser_check.py $(NB)
+
+## lab: JupyterLab on notebooks/, opened on the first notebook (prints the URL to open)
+##   The URL carries the token. As root it adds --allow-root; without a desktop, --no-browser.
 ##   LAB_ARGS="--port=9999" passes more options to JupyterLab.
 FIRST_NOTEBOOK := $(notdir $(firstword $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))))
 lab: $(STAMP)

@@ -6,7 +6,8 @@ Repository``). Every ``notebooks/NN_*.ipynb`` starts with two cells tagged ``kdl
 
 1. a Markdown cell with the badge that opens this notebook in Colab;
 2. a code cell, identical in every notebook, that pip-installs ``kdlib`` from the repository
-   when ``google.colab`` is importable and does nothing elsewhere.
+   when ``google.colab`` is importable, then starts Keras through
+   ``kdlib.runtime.start_quietly()`` (no TensorFlow C++ start-up lines in a stderr box).
 
 The script is idempotent: a notebook whose header is already right is not rewritten (its
 outputs and execution counts are kept). ``--check`` changes nothing and exits with 1 if a
@@ -86,7 +87,11 @@ def setup_source(repo_url: str) -> str:
         "    IN_COLAB = False\n"
         "\n"
         "if IN_COLAB:\n"
-        f'    %pip install -q "kdlib @ git+{repo_url}"'
+        f'    %pip install -q "kdlib @ git+{repo_url}"\n'
+        "\n"
+        "import kdlib.runtime\n"
+        "\n"
+        "kdlib.runtime.start_quietly()  # Keras and TensorFlow, minus TF's C++ start-up log lines"
     )
 
 
