@@ -37,9 +37,7 @@ def is_start_up_line(line: str) -> bool:
 
 def without_start_up_lines(text: str) -> str:
     """``text`` with TensorFlow's C++ start-up lines removed; every other line kept."""
-    return "".join(
-        line for line in text.splitlines(keepends=True) if not is_start_up_line(line)
-    )
+    return "".join(line for line in text.splitlines(keepends=True) if not is_start_up_line(line))
 
 
 @contextlib.contextmanager

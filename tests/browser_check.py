@@ -166,7 +166,8 @@ def _run_all(page: Any, result: Result) -> None:
 
 
 def _check_outputs(page: Any, result: Result) -> None:
-    for text in page.locator(f'.jp-OutputArea-output[data-mime-type="{STDERR}"]').all_inner_texts():
+    stderr = page.locator(f'.jp-OutputArea-output[data-mime-type="{STDERR}"]')
+    for text in stderr.all_inner_texts():
         kind = "error output" if TRACEBACK.search(text) else "stderr box"
         lines = text.strip().splitlines() or [""]
         more = f" (+{len(lines) - 1} more lines)" if len(lines) > 1 else ""

@@ -31,7 +31,9 @@ from typing import Any
 
 # The URL JupyterLab prints once it listens: the real port (after its own port retries) and
 # the token.
-URL = re.compile(r"(?P<base>http://127\.0\.0\.1:(?P<port>\d+)/)(?P<path>\S*?)\?token=(?P<token>\w+)")
+URL = re.compile(
+    r"(?P<base>http://127\.0\.0\.1:(?P<port>\d+)/)(?P<path>\S*?)\?token=(?P<token>\w+)"
+)
 
 
 class LabServerError(RuntimeError):
@@ -129,7 +131,7 @@ class LabServer:
         return "\n".join(self.lines[-last:])
 
     def wait_ready(self, timeout: float) -> None:
-        """Wait until the printed URL answers ``/api/status`` with the token (at most ``timeout``)."""
+        """Wait until the printed URL answers ``/api/status`` with its token, or raise."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self._remember_descendants()
@@ -165,7 +167,8 @@ class LabServer:
         try:
             return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (localhost)
         except urllib.error.HTTPError as error:
-            raise LabServerError(f"{method} {path} answered {error.code}: {error.reason}") from None
+            message = f"{method} {path} answered {error.code}: {error.reason}"
+            raise LabServerError(message) from None
 
     def get_json(self, path: str, timeout: float = 30) -> Any:
         with self.request("GET", path, timeout=timeout) as response:
@@ -179,9 +182,7 @@ class LabServer:
             kernel = json.load(response)["id"]
         try:
             self._remember_descendants()
-            ws_url = (
-                f"ws://127.0.0.1:{self.port}/api/kernels/{kernel}/channels?token={self.token}"
-            )
+            ws_url = f"ws://127.0.0.1:{self.port}/api/kernels/{kernel}/channels?token={self.token}"
             ws = websocket.create_connection(ws_url, timeout=timeout)
             try:
                 return _execute(ws, code, timeout)

@@ -13,8 +13,10 @@ the install (``make test`` has just made it, and a worktree must never reinstall
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
+import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -67,9 +69,8 @@ def test_make_lab_serves_the_notebooks_and_stops_cleanly(tmp_path):
             listed = lab.get_json("/api/contents")
             names = {item["name"] for item in listed["content"]}
             assert set(NOTEBOOKS) <= names, f"missing: {set(NOTEBOOKS) - names}"
-            assert all(
-                item["type"] == "notebook" for item in listed["content"] if item["name"] in NOTEBOOKS
-            )
+            kinds = {item["name"]: item["type"] for item in listed["content"]}
+            assert all(kinds[name] == "notebook" for name in NOTEBOOKS)
             with pytest.raises(urllib.error.HTTPError) as denied:  # the token is required
                 urllib.request.urlopen(f"{lab.base}api/contents", timeout=10)
             assert denied.value.code == 403
@@ -87,3 +88,23 @@ def test_make_lab_serves_the_notebooks_and_stops_cleanly(tmp_path):
     assert not left, f"processes left behind: {left}"
     with pytest.raises(OSError):  # nothing answers on the port any more
         urllib.request.urlopen(f"{lab.base}api/status", timeout=5)
+
+
+def _phony_targets() -> list[str]:
+    text = (ROOT / "Makefile").read_text(encoding="utf-8")
+    return [t for line in re.findall(r"^\.PHONY:(.*)$", text, re.M) for t in line.split()]
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_help_and_bare_make_list_every_target_on_one_line():
+    run = {"cwd": ROOT, "capture_output": True, "text": True, "timeout": 60}
+    helped = subprocess.run(["make", "--no-print-directory", "help"], **run)
+    bare = subprocess.run(["make", "--no-print-directory"], **run)
+    assert helped.returncode == bare.returncode == 0, helped.stderr + bare.stderr
+    assert bare.stdout == helped.stdout
+    listed = [line.split()[0] for line in helped.stdout.splitlines()[1:]]
+    targets = _phony_targets()
+    assert {"test", "lab", "help", "test-browser"} <= set(targets)
+    assert sorted(listed) == sorted(targets), "each .PHONY target needs one `## name: ...` line"
+    for line in helped.stdout.splitlines()[1:]:
+        assert len(line.split(maxsplit=1)) == 2, f"no description: {line!r}"
