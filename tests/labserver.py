@@ -64,13 +64,23 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie, dead but not yet reaped, counts as ended)."""
+def _start_time(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks since boot), or None if it ended or is a zombie.
+
+    A PID together with its start time names one process, even after the PID is reused.
+    """
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return False
-    return text[text.rindex(")") + 2] != "Z"
+        return None
+    fields = text[text.rindex(")") + 2 :].split()
+    return None if fields[0] == "Z" else fields[19]
+
+
+def alive(pid: int, start_time: str | None = None) -> bool:
+    """True while ``pid`` runs (and, if given, is still the process that started then)."""
+    now = _start_time(pid)
+    return now is not None and (start_time is None or now == start_time)
 
 
 class LabServer:
@@ -99,7 +109,7 @@ class LabServer:
         self.port: int | None = None
         self.token: str | None = None
         self._found = threading.Event()
-        self._seen: set[int] = set()
+        self._seen: dict[int, str] = {}  # PID -> start time of everything the server started
 
     # ------------------------------------------------------------------ start and wait
     def start(self) -> LabServer:
@@ -194,7 +204,16 @@ class LabServer:
     # ------------------------------------------------------------------ stop
     def _remember_descendants(self) -> None:
         if self.process is not None:
-            self._seen.update(descendants(self.process.pid))
+            for pid in descendants(self.process.pid):
+                start_time = _start_time(pid)
+                if start_time is not None:
+                    self._seen.setdefault(pid, start_time)
+
+    def started(self) -> dict[int, str]:
+        """PID -> start time of the server and every process below it seen so far."""
+        self._remember_descendants()
+        own = {} if self.process is None else {self.process.pid: _start_time(self.process.pid)}
+        return {**{k: v for k, v in own.items() if v is not None}, **self._seen}
 
     def stop(self, timeout: float = 20) -> list[int]:
         """SIGTERM the server's process group, wait at most ``timeout``, then SIGKILL the rest.
@@ -214,10 +233,14 @@ class LabServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self._remember_descendants()
-            if self.process.poll() is not None and not any(map(alive, self._seen)):
+            if self.process.poll() is not None and not any(
+                alive(p, t) for p, t in self._seen.items()
+            ):
                 return []
             time.sleep(0.2)
-        killed = [p for p in [pid, *self._seen] if alive(p)]
+        killed = [p for p, t in self._seen.items() if alive(p, t)]
+        if self.process.poll() is None:
+            killed.insert(0, pid)
         for p in killed:
             try:
                 os.kill(p, signal.SIGKILL)

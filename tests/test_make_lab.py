@@ -77,14 +77,14 @@ def test_make_lab_serves_the_notebooks_and_stops_cleanly(tmp_path):
 
             printed = lab.run_code("import os; print(os.environ.get('KDLIB_DATA_DIR'))")
             assert printed.strip() == env["KDLIB_DATA_DIR"]
-            started = [lab.process.pid, *lab._seen]
+            started = lab.started()
             assert lab.stop() == [], f"SIGTERM did not stop make lab:\n{lab.log()}"
     finally:
         if held is not None:
             held.close()
 
     assert lab.process.returncode is not None, "make lab still runs"
-    left = [pid for pid in started if alive(pid)]
+    left = [pid for pid, start_time in started.items() if alive(pid, start_time)]
     assert not left, f"processes left behind: {left}"
     with pytest.raises(OSError):  # nothing answers on the port any more
         urllib.request.urlopen(f"{lab.base}api/status", timeout=5)
