@@ -94,11 +94,18 @@ class LabServer:
         Where to run it.
     env : mapping, optional
         Its environment (default: this process's).
+    stop_timeout : float
+        Seconds :meth:`stop` waits after SIGTERM before it SIGKILLs what is left.
     """
 
     def __init__(
-        self, argv: Sequence[str], cwd: str | Path, env: dict[str, str] | None = None
+        self,
+        argv: Sequence[str],
+        cwd: str | Path,
+        env: dict[str, str] | None = None,
+        stop_timeout: float = 20,
     ) -> None:
+        self.stop_timeout = stop_timeout  # SIGTERM, then SIGKILL after this many seconds
         self.argv = list(argv)
         self.cwd = Path(cwd)
         self.env = dict(os.environ if env is None else env)
@@ -215,7 +222,7 @@ class LabServer:
         own = {} if self.process is None else {self.process.pid: _start_time(self.process.pid)}
         return {**{k: v for k, v in own.items() if v is not None}, **self._seen}
 
-    def stop(self, timeout: float = 20) -> list[int]:
+    def stop(self, timeout: float | None = None) -> list[int]:
         """SIGTERM the server's process group, wait at most ``timeout``, then SIGKILL the rest.
 
         Returns the PIDs that had to be killed with SIGKILL (empty after a clean shutdown);
@@ -223,6 +230,7 @@ class LabServer:
         """
         if self.process is None:
             return []
+        timeout = self.stop_timeout if timeout is None else timeout
         pid = self.process.pid
         self._remember_descendants()
         if self.process.poll() is None:
@@ -247,6 +255,9 @@ class LabServer:
             except ProcessLookupError:
                 pass
         self.process.wait(timeout=10)
+        deadline = time.monotonic() + 10  # SIGKILL is delivered asynchronously
+        while any(alive(p, t) for p, t in self._seen.items()) and time.monotonic() < deadline:
+            time.sleep(0.1)
         return killed
 
     def __enter__(self) -> LabServer:
