@@ -130,6 +130,10 @@ _IMAGES_JS = """async () => {
 }"""
 
 
+_DECODED_JS = """async node => Promise.all([...node.querySelectorAll('img')].map(
+  img => img.decode().then(() => img.naturalWidth, () => 0)))"""
+
+
 def _wait(page: Any, predicate: Any, timeout: float, what: str) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -235,6 +239,10 @@ def _move_sliders(page: Any, result: Result) -> None:
                 result.problems.append(f"widget {i + 1}, slider {label!r}: output did not change")
         result.sliders_moved += moved
         result.widgets_moved += moved == sliders.count()
+        # The plot the last move produced must decode and show, like the first one did.
+        shown = view.evaluate(_DECODED_JS)
+        if not shown or 0 in shown:
+            result.problems.append(f"widget {i + 1}: plot not displayed after the moves")
 
 
 def check_notebook(browser: Any, lab: LabServer, name: str) -> Result:
