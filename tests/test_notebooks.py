@@ -21,6 +21,8 @@ NAME = re.compile(r"^\d{2}_[a-z0-9]+(?:_[a-z0-9]+)*\.ipynb$")
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
 REQUIRED_HEADINGS = ("Goals", "Setup", "Summary", "Exercises")
 MIN_CHECKED_CELLS = 5
+# nbval and nbclient let a cell with this tag raise (notebook 07 shows a program's error).
+RAISES_TAG = "raises-exception"
 
 
 def _load(name: str) -> types.ModuleType:
@@ -107,8 +109,20 @@ def test_committed_with_outputs_of_a_run(path):
     assert not not_run, f"{path.name}: cells never run (use `make notebooks`): {not_run}"
     counts = [c.execution_count for c in code]
     assert counts == sorted(counts), f"{path.name} was not run top to bottom: {counts}"
-    errors = [o for c in code for o in c.outputs if o.output_type == "error"]
+    errors = [
+        o
+        for c in code
+        if RAISES_TAG not in c.metadata.get("tags", [])
+        for o in c.outputs
+        if o.output_type == "error"
+    ]
     assert not errors, f"{path.name} was committed with an error output"
+    for cell in code:  # a cell that shows an error on purpose must really show it
+        if RAISES_TAG in cell.metadata.get("tags", []):
+            assert any(o.output_type == "error" for o in cell.outputs), (
+                f"{path.name}: a cell tagged {RAISES_TAG!r} has no error output:\n"
+                f"{cell.source[:200]}"
+            )
     images = [o for c in code for o in c.outputs if "image/png" in o.get("data", {})]
     assert images, f"{path.name} has no plots in its committed outputs"
 
