@@ -324,7 +324,10 @@ def build_environment(
     log.write_text("", encoding="utf-8")
     run_logged([python, "-m", "venv", str(venv)], log, f"creating a virtualenv with {python}")
     (venv / "colab-constraints.txt").write_text(constraints, encoding="utf-8")
+    # --no-compile: byte-compiling TensorFlow's ~10,000 modules up front costs a minute of CPU;
+    # Python compiles what the tests import, when they import it.
     pip = [str(venv_python), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    pip.append("--no-compile")
     colab_pip = colab.get("pip", ("pip", None))[1]
     if colab_pip:
         run_logged(pip + [f"pip=={colab_pip}"], log, f"installing Colab's pip {colab_pip}")
@@ -374,6 +377,7 @@ def clean_env(venv_python: Path) -> dict[str, str]:
     env["KDLIB_FAST"] = "1"
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env["MPLBACKEND"] = "Agg"
+    env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"  # ipykernel's debugger note on Python 3.13
     if not env.get("KDLIB_DATA_DIR"):
         for folder in DATA_CANDIDATES:
             if (folder / "mnist.npz").is_file():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import re
 import subprocess
 import sys
 import types
@@ -46,6 +47,13 @@ def test_notebooks_pin_the_version_in_pyproject_and_kdlib_has_it():
     source = sync.setup_source(sync.repository_url())
     assert f'KDLIB_VERSION = "{version}"\n' in source
     assert f'@v{version}"\n' in source
+
+
+def test_docs_name_the_pinned_release():
+    tag = sync.release_tag(sync.project_version())
+    for doc in ("README.md", "docs/colab.md"):
+        pins = re.findall(r"@(v\d[\w.]*)\b", (ROOT / doc).read_text(encoding="utf-8"))
+        assert pins and set(pins) == {tag}, f"{doc} names {set(pins)}, pyproject.toml {tag}"
 
 
 @pytest.mark.parametrize("version", [None, 1, "", "latest", "v1.0"])
