@@ -240,6 +240,7 @@ def find_python(minor: str, apt: bool) -> str:
             return candidate
     if apt and shutil.which("apt-get"):
         package = f"python{minor}"
+        subprocess.run(["apt-get", "update", "-qq"], check=False)
         known = subprocess.run(["apt-cache", "show", f"{package}-venv"], capture_output=True)
         if known.returncode == 0:
             print(f"no Python {minor} found; installing Debian's {package} and {package}-venv")
@@ -250,7 +251,7 @@ def find_python(minor: str, apt: bool) -> str:
                 if working_python(candidate, minor):
                     return candidate
         else:
-            print(f"Debian's package lists here have no {package}-venv (Debian 12 ships 3.11).")
+            print(f"Debian's package lists here have no {package}-venv.")
     raise ParityError(
         f"no working Python {minor} (Colab's) with the venv module; tried: "
         + (", ".join(candidates) or "nothing found")
