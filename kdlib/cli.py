@@ -22,12 +22,19 @@ import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from kdlib.experiment import ExperimentResult
 
 # The names of kdlib.experiment.TEACHERS and STUDENTS (a test keeps them in step), so that
 # `kdlib --help` and flag errors answer without importing TensorFlow.
 TEACHER_CHOICES = ("cnn", "mlp")
 STUDENT_CHOICES = ("mlp", "cnn")
+# kdlib.export.QUANTIZE_CHOICES, with float32 standing for None.
+LITERT_QUANTIZE = ("int8", "dynamic", "float32")
+#: Training images that calibrate an int8 export (--litert-quantize int8).
+CALIBRATION_IMAGES = 500
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -126,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
                          help="write a PNG bar chart of the comparison to PATH")
     distill.add_argument("--save-student", metavar="PATH", default=None,
                          help="save the distilled student (first seed) as a .keras file")
+    distill.add_argument("--export-litert", metavar="PATH", default=None,
+                         help="export the distilled student (first seed) to LiteRT as a "
+                              ".tflite file and report its test accuracy")
+    distill.add_argument("--litert-quantize", choices=LITERT_QUANTIZE, default="int8",
+                         help="form of the --export-litert file: int8 (full-integer, "
+                              "calibrated on 500 training images; default), dynamic (int8 "
+                              "weights) or float32")
     return parser
 
 
@@ -161,12 +175,20 @@ def _distill(args: argparse.Namespace) -> int:
         ("--json", args.json, None),
         ("--plot", args.plot, ".png"),
         ("--save-student", args.save_student, ".keras"),
+        ("--export-litert", args.export_litert, ".tflite"),
     ):
         if path is not None:
             try:
                 experiment.check_output_path(path, suffix=suffix, flag=flag)
             except ValueError as err:
                 _fail(str(err))
+    if args.export_litert is not None:
+        from kdlib import export
+
+        try:
+            export.check_litert_available()
+        except (RuntimeError, ImportError) as err:
+            _fail(f"--export-litert: {err}")
     with _fast_mode(args.fast):
         try:
             config = experiment.ExperimentConfig.default(
@@ -210,7 +232,29 @@ def _distill(args: argparse.Namespace) -> int:
         print(f"wrote {args.plot}")
     if args.save_student is not None:
         print(f"wrote {args.save_student} (loads with keras.models.load_model, no kdlib needed)")
+    if args.export_litert is not None:
+        _export_litert(result, args.export_litert, args.litert_quantize)
     return 0
+
+
+def _export_litert(result: ExperimentResult, path: str, form: str) -> None:
+    """Write the first seed's distilled student to ``path`` and print how it scores."""
+    import numpy as np
+
+    from kdlib import export
+
+    art = result.artifacts
+    quantize = None if form == "float32" else form
+    calibration = art.splits.x_train[:CALIBRATION_IMAGES] if form == "int8" else None
+    export.to_litert(art.distilled, path, quantize=quantize, representative_data=calibration)
+    scores = export.evaluate_litert(path, art.splits.x_test, art.splits.y_test)
+    keras_classes = art.distilled.predict(art.splits.x_test, batch_size=1000, verbose=0)
+    agreement = float(np.mean(scores["predictions"] == np.argmax(keras_classes, axis=-1)))
+    print(
+        f"wrote {path} (LiteRT {form}, {os.path.getsize(path) / 1024:.1f} KB): test accuracy "
+        f"{100 * scores['accuracy']:.2f} %, {scores['errors']} errors, same class as the Keras "
+        f"student on {100 * agreement:.2f} % of the test images"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
