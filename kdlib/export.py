@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -135,11 +136,13 @@ def _atomic_path(path: Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def _quiet_native_output() -> Iterator[None]:
-    """Hide what the converter and the interpreter print from C++ ("INFO: Created ...").
-
-    File descriptors 1 and 2 go to a temporary file while the block runs; if the block
-    raises, the captured text is written back to stderr so that nothing useful is lost.
+    """Hide the converter's and the interpreter's chatter ("Assets written to", "INFO: Created
+    TensorFlow Lite XNNPACK delegate"): C++ output on file descriptors 1 and 2, Python
+    prints and TensorFlow's INFO log records. If the block raises, the captured C++ text is
+    written back to stderr, so nothing that explains the error is lost.
     """
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
     with tempfile.TemporaryFile(mode="w+b") as sink, contextlib.ExitStack() as stack:
         saved = []
         for fd in (1, 2):
@@ -148,11 +151,13 @@ def _quiet_native_output() -> Iterator[None]:
         stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
         for fd, _ in saved:
             os.dup2(sink.fileno(), fd)
+        logger.setLevel(logging.WARNING)
         failed = True
         try:
             yield
             failed = False
         finally:
+            logger.setLevel(level)
             for fd, copy in saved:
                 os.dup2(copy, fd)
                 os.close(copy)
