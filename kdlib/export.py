@@ -31,8 +31,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from kdlib import validate
 from kdlib.distiller import Distiller, check_logits_model
-from kdlib.experiment import check_output_path
 
 QUANTIZE_CHOICES = (None, "dynamic", "int8")
 SUFFIX = ".tflite"
@@ -45,15 +45,6 @@ _NO_INTERPRETER = (
 
 
 # ------------------------------------------------------------------------------ checks
-def _check_quantize(quantize: Any) -> str | None:
-    if isinstance(quantize, bool) or quantize not in QUANTIZE_CHOICES:
-        raise ValueError(
-            f"quantize must be one of {list(QUANTIZE_CHOICES)}, got {quantize!r}; e.g. "
-            "quantize='int8' (with representative_data) for a full-integer model."
-        )
-    return quantize
-
-
 def _input_shape(model: Any) -> tuple[int, ...]:
     """The per-example input shape of a built logits model with one input and one output."""
     if isinstance(model, Distiller):
@@ -206,8 +197,8 @@ def to_litert(
         ``representative_data``, data of the wrong shape, a model that outputs
         probabilities, a Distiller, a non-TensorFlow Keras backend or a Keras older than 3.13.
     """
-    quantize = _check_quantize(quantize)
-    target = check_output_path(path, suffix=SUFFIX, flag="to_litert")
+    quantize = validate.one_of(quantize, QUANTIZE_CHOICES, "quantize")
+    target = validate.output_path(path, suffix=SUFFIX, name="to_litert")
     shape = _input_shape(model)
     if quantize == "int8":
         if representative_data is None:
@@ -326,8 +317,7 @@ class LiteRTModel:
     def predict(self, x: Any, batch_size: int = 256) -> np.ndarray:
         """Float logits for float inputs ``x`` of shape (n, *input_shape)."""
         images = _check_images(x, self.input_shape, "x")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        batch_size = validate.positive_int(batch_size, "batch_size", example=256)
         return np.concatenate(
             [self._run(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
         )
