@@ -40,7 +40,7 @@ SUFFIX = ".tflite"
 MIN_KERAS = (3, 13)
 _NO_INTERPRETER = (
     "running a .tflite file needs the LiteRT interpreter: pip install ai-edge-litert "
-    "(wheels for Linux x86_64/aarch64, macOS arm64 and Windows, Python 3.10-3.13)"
+    "(wheels for Linux x86_64, macOS arm64 and Windows, Python 3.10-3.13)"
 )
 
 
@@ -88,10 +88,8 @@ def _check_images(x: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
     return array
 
 
-def check_litert_available() -> None:
-    """Raise unless this environment can convert (Keras >= 3.13 on TensorFlow) and run
-    (``ai-edge-litert``) LiteRT models; ``kdlib distill --export-litert`` asks before training.
-    """
+def _check_converter() -> None:
+    """Raise unless Keras can export LiteRT here (Keras >= 3.13 on the TensorFlow backend)."""
     version = tuple(int(p) for p in keras.version().split(".")[:2] if p.isdigit())
     if version < MIN_KERAS:
         raise RuntimeError(
@@ -103,6 +101,13 @@ def check_litert_available() -> None:
             f"to_litert converts through TensorFlow, but Keras runs on "
             f"{keras.backend.backend()!r}; set KERAS_BACKEND=tensorflow before importing keras."
         )
+
+
+def check_litert_available() -> None:
+    """Raise unless this environment can convert (Keras >= 3.13 on TensorFlow) and run
+    (``ai-edge-litert``) LiteRT models; ``kdlib distill --export-litert`` asks before training.
+    """
+    _check_converter()
     if importlib.util.find_spec("ai_edge_litert") is None:
         raise ImportError(_NO_INTERPRETER)
 
@@ -213,7 +218,7 @@ def to_litert(
             f"representative_data is used only with quantize='int8', got quantize={quantize!r}; "
             "drop it, or ask for quantize='int8'."
         )
-    check_litert_available()
+    _check_converter()
     import tensorflow as tf  # the converter; only once the arguments are known to be good
 
     # TFLITE_BUILTINS only (Keras would also allow SELECT_TF_OPS): a model that needs

@@ -276,3 +276,19 @@ def test_cli_export_writes_an_int8_student_and_reports_it(student, mnist, tmp_pa
     assert (
         f"{100 * scores['accuracy']:.2f} %" in printed and f"{scores['errors']} errors" in printed
     )
+
+
+def test_an_old_keras_or_a_missing_interpreter_is_explained(tmp_path, monkeypatch, no_conversion):
+    monkeypatch.setattr(export.keras, "version", lambda: "3.12.1")
+    with pytest.raises(RuntimeError, match=r"Keras >= 3\.13.*3\.12\.1.*pip install -U keras"):
+        export.to_litert(models.mlp(hidden=(4,)), tmp_path / "m.tflite")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    real_find_spec = export.importlib.util.find_spec
+    monkeypatch.setattr(
+        export.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "ai_edge_litert" else real_find_spec(name, *a),
+    )
+    with pytest.raises(ImportError, match="pip install ai-edge-litert"):
+        export.check_litert_available()
