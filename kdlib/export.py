@@ -23,6 +23,7 @@ import importlib.util
 import io
 import logging
 import os
+import secrets
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,8 +121,9 @@ def _atomic_path(path: Path) -> Iterator[Path]:
     The file appears complete or not at all (``os.replace`` is atomic within one folder);
     on any error the temporary file is removed and an existing ``path`` is left as it was.
     """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=SUFFIX)
-    os.close(fd)
+    # Not mkstemp: its files are private (0600); this one gets the umask's permissions.
+    tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp{SUFFIX}")
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         yield Path(tmp)
         os.replace(tmp, path)

@@ -292,3 +292,11 @@ def test_an_old_keras_or_a_missing_interpreter_is_explained(tmp_path, monkeypatc
     )
     with pytest.raises(ImportError, match="pip install ai-edge-litert"):
         export.check_litert_available()
+
+
+def test_the_written_file_has_the_umask_permissions(files):
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    assert files["float32"].stat().st_mode & 0o777 == 0o666 & ~umask
