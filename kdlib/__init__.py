@@ -6,8 +6,8 @@ logits), :mod:`kdlib.data` (MNIST), :mod:`kdlib.models` (teacher and student fac
 :mod:`kdlib.experiment` (the MNIST experiment; :mod:`kdlib.experiment_config`,
 :mod:`kdlib.report`), :mod:`kdlib.export` (LiteRT files), :mod:`kdlib.plotting` and
 :mod:`kdlib.experiment_plots`, :mod:`kdlib.widgets`, :mod:`kdlib.check` (exercise
-self-checks), :mod:`kdlib.formatting` (``fmt``), :mod:`kdlib.validate` (argument checks),
-:mod:`kdlib.config` (fast mode).
+self-checks; engine in :mod:`kdlib.grading`), :mod:`kdlib.formatting` (``fmt``),
+:mod:`kdlib.validate` (argument checks), :mod:`kdlib.config` (fast mode).
 
 ``kdlib.Distiller`` is imported lazily, so ``import kdlib.config`` (and ``kdlib --help``)
 does not pay for importing Keras and its backend.
@@ -36,6 +36,7 @@ _SUBMODULES = (
     "experiment_plots",
     "export",
     "formatting",
+    "grading",
     "losses",
     "models",
     "plotting",

@@ -12,7 +12,7 @@ import types
 import keras
 import numpy as np
 import pytest
-from reference import write_learnable_mnist
+from reference import np_mlp_forward, write_learnable_mnist
 
 from kdlib import cli, data, export, models
 from kdlib.distiller import Distiller
@@ -26,10 +26,8 @@ INT8_MAX_DROP_POINTS = 1.0
 
 
 def _numpy_mlp(model: keras.Model, x: np.ndarray) -> np.ndarray:
-    """Logits of a kdlib.models.mlp with one hidden layer, in float64 numpy."""
-    w1, b1, w2, b2 = (w.astype(np.float64) for w in model.get_weights())
-    h = np.maximum(x.reshape(len(x), -1).astype(np.float64) @ w1 + b1, 0.0)
-    return h @ w2 + b2
+    """The model's logits from tests/reference.py's float64 numpy forward pass."""
+    return np_mlp_forward(model.get_weights(), x)
 
 
 @pytest.fixture(scope="module")
