@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help test test-backends test-browser lab lint format notebooks clean
+.PHONY: help test test-backends test-colab test-browser lab lint format notebooks clean
 .DEFAULT_GOAL := help
 
 ## help: list the targets (also what bare `make` does)
@@ -20,9 +20,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-## test: lint, unit tests, then every notebook through nbval
+## test: lint and formatting check, unit tests, then every notebook through nbval
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest tests
 	@# pytest exits 5 when it collects nothing (no notebooks yet): that is not a failure.
 	$(BIN)/python -m pytest --nbval-lax notebooks/ || [ $$? -eq 5 ]
@@ -44,6 +45,17 @@ test-backends: $(BACKENDS_STAMP)
 	  echo "== KERAS_BACKEND=$$backend"; \
 	  KERAS_BACKEND=$$backend $(BIN)/python -m pytest -q $(BACKEND_TESTS); \
 	done
+
+## test-colab: kdlib and every notebook in a copy of Colab's runtime (Python 3.13, its pins)
+##   Colab's runtime rebuilt from ../shared/colab/pip-freeze.txt (Python 3.13, its
+##   tensorflow, keras, numpy, matplotlib, ipywidgets...) in build/colab-venv; installs
+##   kdlib there with the notebooks' set-up cell (from a git+file:// URL of this clone, at
+##   HEAD), fails if pip changed any of Colab's packages, then runs the widget tests and every
+##   notebook (nbval, fast mode) against the installed kdlib. The environment is reused
+##   between runs; COLAB_ARGS=--fresh rebuilds it, COLAB_ARGS=--apt lets it apt-get Python.
+COLAB_ARGS ?=
+test-colab: $(STAMP)
+	env -u PYTHONPATH $(BIN)/python scripts/colab_parity.py $(COLAB_ARGS)
 
 ## notebooks: write the Colab header, then run the notebooks in place in full mode
 ##   (KDLIB_FAST unset) so the committed copies carry real outputs. A subset:
@@ -76,13 +88,14 @@ lab: $(STAMP)
 	fi; \
 	exec $(BIN)/jupyter lab "$$@" $(LAB_ARGS)
 
-## lint: ruff check (what `make test` runs first)
+## lint: ruff check and ruff format --check (what `make test` runs first)
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
-## format: ruff format, then ruff's automatic fixes
+## format: format and fix the whole tree (notebook cells are excluded in pyproject.toml)
 format: $(STAMP)
-	$(BIN)/ruff format kdlib tests
+	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
 ## clean: remove .venv and the tool caches (the next `make test` reinstalls)
