@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 
 _HALF = ("float16", "bfloat16")
@@ -23,21 +24,35 @@ MIN_TEMPERATURE = 0.01
 MAX_TEMPERATURE = 1e6
 
 
+def real_number(value: Any) -> float:
+    """``value`` as a float if it is a real number, else nan (so range checks fail).
+
+    Real numbers are Python ints and floats, numpy scalars and 0-d arrays or tensors of a
+    numeric dtype; strings, bools (even as numpy or tensor values) and arrays are not.
+    """
+    if isinstance(value, (bool, np.bool_, str, bytes)):
+        return math.nan
+    dtype = str(getattr(value, "dtype", ""))
+    if "bool" in dtype or "str" in dtype or "complex" in dtype:
+        return math.nan
+    try:
+        if np.ndim(value) != 0:
+            return math.nan
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def check_temperature(temperature: Any, *, distillation: bool = True) -> float:
     """Return ``temperature`` as a float, or raise if it is not a finite number > 0.
 
     With ``distillation=True`` (the default) it must also lie in [0.01, 1e6], where the
     distillation loss is accurate; a plain softmax is exact at any T > 0.
     """
-    value = math.nan
-    if not isinstance(temperature, (bool, str)) and not hasattr(temperature, "__len__"):
-        try:
-            value = float(temperature)  # ints, floats, numpy scalars
-        except (TypeError, ValueError):
-            pass
+    value = real_number(temperature)
     if not math.isfinite(value) or value <= 0:
         raise ValueError(
-            f"temperature must be a finite number > 0, got {temperature!r}; "
+            f"temperature must be a finite real number > 0, got {temperature!r}; "
             "typical values are 1 to 20 (e.g. temperature=3.0)."
         )
     if distillation and not MIN_TEMPERATURE <= value <= MAX_TEMPERATURE:
@@ -58,8 +73,18 @@ def _as_float(x: Any) -> Any:
     return x
 
 
+def _check_has_class_axis(x: Any, name: str) -> None:
+    if len(x.shape) == 0:
+        raise ValueError(
+            f"{name} is a scalar, but it needs one value per class along its last axis, "
+            "e.g. shape (num_classes,) or (batch, num_classes)."
+        )
+
+
 def _check_same_shape(a: Any, b: Any, a_name: str, b_name: str) -> None:
     """Raise ValueError if two static shapes differ (unknown dimensions match anything)."""
+    _check_has_class_axis(a, a_name)
+    _check_has_class_axis(b, b_name)
     sa, sb = tuple(a.shape), tuple(b.shape)
     same = len(sa) == len(sb) and all(
         x is None or y is None or x == y for x, y in zip(sa, sb)
@@ -92,6 +117,10 @@ def softmax_with_temperature(logits: Any, temperature: float = 1.0) -> Any:
     """
     t = check_temperature(temperature, distillation=False)
     z = _as_float(logits)
+    _check_has_class_axis(z, "logits")
+    if len(z.shape) > 2:  # TensorFlow's softmax kernel takes at most 5 dimensions
+        flat = ops.softmax(ops.reshape(z, (-1, z.shape[-1])) / t, axis=-1)
+        return ops.reshape(flat, ops.shape(z))
     return ops.softmax(z / t, axis=-1)
 
 
