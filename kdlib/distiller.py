@@ -25,21 +25,11 @@ import keras
 import numpy as np
 from keras import ops
 
-from kdlib.losses import DistillationLoss, check_temperature, real_number
+from kdlib import validate
+from kdlib.losses import DistillationLoss
 
 LABELS_KEY = "labels"
 TEACHER_LOGITS_KEY = "teacher_logits"
-
-
-def check_alpha(alpha: Any) -> float:
-    """Return ``alpha`` as a float, or raise if it is not a real number in [0, 1]."""
-    value = real_number(alpha)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(
-            f"alpha must be a real number in [0, 1] (the weight of the hard-label loss), got "
-            f"{alpha!r}; alpha=0.1 gives 10% hard labels and 90% distillation."
-        )
-    return value
 
 
 def applies_softmax(model: keras.Model) -> bool:
@@ -143,7 +133,8 @@ def check_separate_models(teacher: keras.Model, student: keras.Model) -> None:
         )
     teacher_layers = _sublayers(teacher)
     shared = [  # layers without weights (inputs, reshapes) are harmless to share
-        layer.name for layer in _sublayers(student)
+        layer.name
+        for layer in _sublayers(student)
         if layer.weights and any(layer is t for t in teacher_layers)
     ]
     if not shared:
@@ -170,8 +161,10 @@ def check_compatible(teacher: keras.Model, student: keras.Model) -> None:
             f"{s_shape}. Both must give one logit per class for the same classes."
         )
     t_in, s_in = _input_shapes(teacher), _input_shapes(student)
-    if t_in is not None and s_in is not None and (
-        len(t_in) != len(s_in) or any(a[1:] != b[1:] for a, b in zip(t_in, s_in))
+    if (
+        t_in is not None
+        and s_in is not None
+        and (len(t_in) != len(s_in) or any(a[1:] != b[1:] for a, b in zip(t_in, s_in)))
     ):
         raise ValueError(
             f"teacher and student take different inputs: teacher {_fmt_shapes(t_in)}, "
@@ -329,8 +322,8 @@ class Distiller(keras.Model):
         **kwargs
             Passed to ``keras.Model.compile`` (e.g. ``jit_compile``, ``steps_per_execution``).
         """
-        self.alpha = check_alpha(alpha)
-        self.temperature = check_temperature(temperature)
+        self.alpha = validate.alpha(alpha)
+        self.temperature = validate.temperature(temperature)
         if kwargs.get("loss") is not None:
             raise ValueError(
                 "Distiller.compile() takes student_loss_fn and distillation_loss_fn, not "
@@ -347,30 +340,28 @@ class Distiller(keras.Model):
         self.student_loss_fn = _as_loss(student_loss_fn, "student_loss_fn")
         self.distillation_loss_fn = _as_loss(distillation_loss_fn, "distillation_loss_fn")
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
+        # What get_compile_config saves: the arguments of this method, nothing of Keras' own.
+        self._compile_arguments = {"metrics": metrics, **kwargs}
 
     def get_compile_config(self) -> dict[str, Any]:
-        config = super().get_compile_config()
-        if not config:
-            return config
-        config.update(
-            alpha=self.alpha,
-            temperature=self.temperature,
-            student_loss_fn=keras.saving.serialize_keras_object(self.student_loss_fn),
-            distillation_loss_fn=keras.saving.serialize_keras_object(
-                self.distillation_loss_fn
-            ),
+        """The arguments of :meth:`compile`, serialized (empty before compile)."""
+        if self.alpha is None or not self.compiled:
+            return {}
+        return keras.saving.serialize_keras_object(
+            {
+                "optimizer": self.optimizer,
+                "student_loss_fn": self.student_loss_fn,
+                "distillation_loss_fn": self.distillation_loss_fn,
+                "alpha": self.alpha,
+                "temperature": self.temperature,
+                **self._compile_arguments,
+            }
         )
-        return config
 
     def compile_from_config(self, config: dict[str, Any]) -> None:
-        config = dict(config)
-        for key in ("student_loss_fn", "distillation_loss_fn", "optimizer", "metrics"):
-            if config.get(key) is not None:
-                config[key] = keras.saving.deserialize_keras_object(config[key])
-        for key in ("loss", "loss_weights", "weighted_metrics"):
-            config.pop(key, None)
-        self.compile(**config)
-        if self.built:
+        """Compile again from :meth:`get_compile_config` (what ``load_model`` calls)."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:  # create the optimizer's variables, so that its saved state loads
             self.optimizer.build(self.trainable_variables)
 
     def get_config(self) -> dict[str, Any]:
@@ -493,11 +484,12 @@ class Distiller(keras.Model):
         student_loss = self.student_loss_fn(labels, student_logits, sample_weight)
         distill_loss = self.distillation_loss_fn(teacher_logits, student_logits, sample_weight)
         total = self.alpha * student_loss + (1.0 - self.alpha) * distill_loss
-        # The student's regularisers only: the teacher is frozen, and its own losses (e.g. an
-        # activity regulariser, added when it runs online) would make the modes disagree.
-        for extra in self.student.losses:
-            total = total + self._aggregate_additional_loss(extra)
         replicas = _num_replicas_in_sync()
+        # The student's regularisers, as Keras adds them: summed, a per-replica share each.
+        # Only the student's: the teacher is frozen, and its own losses (e.g. an activity
+        # regulariser, added when it runs online) would make the two modes disagree.
+        for extra in self.student.losses:
+            total = total + ops.sum(ops.cast(extra, "float32")) / replicas
         if replicas != 1:  # report the global mean, as Keras does for `loss`
             student_loss, distill_loss = student_loss * replicas, distill_loss * replicas
         batch = ops.shape(student_logits)[0]
@@ -523,8 +515,7 @@ def _is_tf_dataset(x: Any) -> bool:
 
 def _is_array_like(x: Any) -> bool:
     leaves = keras.tree.flatten(x)
-    return bool(leaves) and all(hasattr(leaf, "shape") and len(leaf.shape) > 0
-                                for leaf in leaves)
+    return bool(leaves) and all(hasattr(leaf, "shape") and len(leaf.shape) > 0 for leaf in leaves)
 
 
 def _first_dataset_batch(model: Distiller, method: str, dataset: Any) -> tuple[Any, Any]:
@@ -538,9 +529,13 @@ def _first_dataset_batch(model: Distiller, method: str, dataset: Any) -> tuple[A
         )
     inputs = _static(model.student, "inputs")
     x_specs = keras.tree.flatten(spec[0])
-    if inputs is not None and len(inputs) == len(x_specs) and any(
-        s.shape.rank is not None and s.shape.rank == len(i.shape) - 1
-        for s, i in zip(x_specs, inputs)
+    if (
+        inputs is not None
+        and len(inputs) == len(x_specs)
+        and any(
+            s.shape.rank is not None and s.shape.rank == len(i.shape) - 1
+            for s, i in zip(x_specs, inputs)
+        )
     ):
         raise ValueError(
             f"Distiller.{method}() got an unbatched tf.data dataset: its inputs have shape "

@@ -12,56 +12,11 @@ import math
 from typing import Any
 
 import keras
-import numpy as np
 from keras import ops
 
+from kdlib import validate
+
 _HALF = ("float16", "bfloat16")
-
-
-#: The temperatures kdlib accepts. Within them :func:`distillation_loss` is accurate to
-#: float32 precision (tested against float64); outside, T/logit ratios leave float32.
-MIN_TEMPERATURE = 0.01
-MAX_TEMPERATURE = 1e6
-
-
-def real_number(value: Any) -> float:
-    """``value`` as a float if it is a real number, else nan (so range checks fail).
-
-    Real numbers are Python ints and floats, numpy scalars and 0-d arrays or tensors of a
-    numeric dtype; strings, bools (even as numpy or tensor values) and arrays are not.
-    """
-    if isinstance(value, (bool, np.bool_, str, bytes)):
-        return math.nan
-    dtype = str(getattr(value, "dtype", ""))
-    if "bool" in dtype or "str" in dtype or "complex" in dtype:
-        return math.nan
-    try:
-        if np.ndim(value) != 0:
-            return math.nan
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def check_temperature(temperature: Any, *, distillation: bool = True) -> float:
-    """Return ``temperature`` as a float, or raise if it is not a finite number > 0.
-
-    With ``distillation=True`` (the default) it must also lie in [0.01, 1e6], where the
-    distillation loss is accurate; a plain softmax is exact at any T > 0.
-    """
-    value = real_number(temperature)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(
-            f"temperature must be a finite real number > 0, got {temperature!r}; "
-            "typical values are 1 to 20 (e.g. temperature=3.0)."
-        )
-    if distillation and not MIN_TEMPERATURE <= value <= MAX_TEMPERATURE:
-        raise ValueError(
-            f"temperature must be between {MIN_TEMPERATURE:g} and {MAX_TEMPERATURE:g}, got "
-            f"{temperature!r}: beyond that range logits / T leave float32 and the loss is "
-            "meaningless. Typical values are 1 to 20 (e.g. temperature=3.0)."
-        )
-    return value
 
 
 def _as_float(x: Any) -> Any:
@@ -86,9 +41,7 @@ def _check_same_shape(a: Any, b: Any, a_name: str, b_name: str) -> None:
     _check_has_class_axis(a, a_name)
     _check_has_class_axis(b, b_name)
     sa, sb = tuple(a.shape), tuple(b.shape)
-    same = len(sa) == len(sb) and all(
-        x is None or y is None or x == y for x, y in zip(sa, sb)
-    )
+    same = len(sa) == len(sb) and all(x is None or y is None or x == y for x, y in zip(sa, sb))
     if not same:
         raise ValueError(
             f"{a_name} and {b_name} must have the same shape, got {sa} and {sb}; "
@@ -115,7 +68,7 @@ def softmax_with_temperature(logits: Any, temperature: float = 1.0) -> Any:
     -------
     Tensor of probabilities, same shape as ``logits`` (float32 for half-precision input).
     """
-    t = check_temperature(temperature, distillation=False)
+    t = validate.temperature(temperature, distillation=False)
     z = _as_float(logits)
     _check_has_class_axis(z, "logits")
     if len(z.shape) > 2:  # TensorFlow's softmax kernel takes at most 5 dimensions
@@ -156,6 +109,33 @@ def kl_divergence(p: Any, q: Any) -> Any:
     return ops.sum(terms, axis=-1)
 
 
+def entropy(p: Any) -> Any:
+    r"""Per-example entropy :math:`H(p) = -\sum_i p_i \ln p_i` in nats, over the last axis.
+
+    Terms with ``p_i = 0`` contribute 0 (the limit of ``p ln p``).
+    """
+    p = _as_float(p)
+    zero = p == 0  # exact zeros only, so that NaN in gives NaN out
+    safe_p = ops.where(zero, ops.ones_like(p), p)
+    return -ops.sum(ops.where(zero, ops.zeros_like(p), p * ops.log(safe_p)), axis=-1)
+
+
+def cross_entropy(p: Any, q: Any) -> Any:
+    r"""Per-example cross-entropy :math:`H(p, q) = -\sum_i p_i \ln q_i` in nats (last axis).
+
+    ``H(p, q) = H(p) + KL(p || q)``. Terms with ``p_i = 0`` contribute 0; a term with
+    ``p_i > 0`` and ``q_i = 0`` gives ``inf``.
+    """
+    p = _as_float(p)
+    q = _as_float(q)
+    _check_same_shape(p, q, "p", "q")
+    if p.dtype != q.dtype:
+        q = ops.cast(q, p.dtype)
+    zero = p == 0  # exact zeros only, so that NaN in gives NaN out
+    safe_q = ops.where(zero, ops.ones_like(q), q)
+    return -ops.sum(ops.where(zero, ops.zeros_like(p), p * ops.log(safe_q)), axis=-1)
+
+
 def distillation_loss(teacher_logits: Any, student_logits: Any, temperature: float) -> Any:
     r"""Per-example soft-target loss of Hinton et al. (2015).
 
@@ -178,7 +158,7 @@ def distillation_loss(teacher_logits: Any, student_logits: Any, temperature: flo
     -------
     Tensor of shape ``(batch,)`` (float32, or float64 for float64 input).
     """
-    t = check_temperature(temperature)
+    t = validate.temperature(temperature)
     teacher_logits = _as_float(teacher_logits)
     student_logits = _as_float(student_logits)
     _check_same_shape(teacher_logits, student_logits, "teacher_logits", "student_logits")
@@ -267,7 +247,7 @@ class DistillationLoss(keras.losses.Loss):
         dtype: str | None = "float32",
     ) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.temperature = check_temperature(temperature)
+        self.temperature = validate.temperature(temperature)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         return distillation_loss(y_true, y_pred, self.temperature)

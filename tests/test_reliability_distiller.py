@@ -75,8 +75,9 @@ def test_saved_distiller_reloads_after_plain_import_kdlib(tmp_path, toy):
     path = tmp_path / "d.keras"
     distiller.save(path)
     checkpoint = tmp_path / "ckpt.keras"
-    distiller.fit(x, y, epochs=1, verbose=0,
-                  callbacks=[keras.callbacks.ModelCheckpoint(str(checkpoint))])
+    distiller.fit(
+        x, y, epochs=1, verbose=0, callbacks=[keras.callbacks.ModelCheckpoint(str(checkpoint))]
+    )
     code = (
         "import sys\n"
         "{imports}\n"
@@ -124,16 +125,18 @@ def test_teacher_regularisation_is_not_added_and_modes_agree(toy):
     x, y = toy
     init = keras.initializers.GlorotUniform(seed=1)
     inputs = keras.Input((NUM_FEATURES,))
-    outputs = keras.layers.Dense(NUM_CLASSES, kernel_initializer=init,
-                                 activity_regularizer=keras.regularizers.L2(10.0))(inputs)
+    outputs = keras.layers.Dense(
+        NUM_CLASSES, kernel_initializer=init, activity_regularizer=keras.regularizers.L2(10.0)
+    )(inputs)
     teacher = keras.Model(inputs, outputs)
     distiller = compiled(teacher=teacher)
     t = teacher.predict(x, verbose=0)
     s = distiller.student.predict(x, verbose=0)
     expected = np_total_loss(y, t, s, alpha=0.3, temperature=2.0)
     online = distiller.evaluate(x, y, batch_size=N, return_dict=True, verbose=0)
-    cached = distiller.evaluate(x, {"labels": y, "teacher_logits": t}, batch_size=N,
-                                return_dict=True, verbose=0)
+    cached = distiller.evaluate(
+        x, {"labels": y, "teacher_logits": t}, batch_size=N, return_dict=True, verbose=0
+    )
     np.testing.assert_allclose(online["loss"], expected, rtol=1e-5)
     np.testing.assert_allclose(cached["loss"], expected, rtol=1e-5)
 
@@ -242,8 +245,9 @@ def test_call_passes_keras_keyword_arguments_to_the_student(toy):
     x, _ = toy
     distiller = compiled()
     out = distiller(x, training=False, mask=None)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(out),
-                               distiller.student.predict(x, verbose=0), rtol=1e-6)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(out), distiller.student.predict(x, verbose=0), rtol=1e-6
+    )
 
 
 # ------------------------------------------------------------ item 18: clearer messages
@@ -286,25 +290,40 @@ def test_class_weight_works_with_cached_targets(toy):
     weights = {0: 1.0, 1: 2.0, 2: 0.5, 3: 1.5}
     distiller = compiled()
     t = distiller.teacher.predict(x, verbose=0)
-    a = compiled().fit(x, {"labels": y, "teacher_logits": t}, class_weight=weights,
-                       batch_size=N, epochs=1, shuffle=False, verbose=0)
-    b = compiled().fit(x, {"labels": y, "teacher_logits": t},
-                       sample_weight=np.array([weights[int(c)] for c in y], "float32"),
-                       batch_size=N, epochs=1, shuffle=False, verbose=0)
+    a = compiled().fit(
+        x,
+        {"labels": y, "teacher_logits": t},
+        class_weight=weights,
+        batch_size=N,
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+    )
+    b = compiled().fit(
+        x,
+        {"labels": y, "teacher_logits": t},
+        sample_weight=np.array([weights[int(c)] for c in y], "float32"),
+        batch_size=N,
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+    )
     np.testing.assert_allclose(a.history["loss"], b.history["loss"], rtol=1e-6)
 
 
 def test_cache_soft_targets_on_an_empty_array_says_so():
     with pytest.raises(ValueError, match="empty"):
-        cache_soft_targets(dense(1, "t"), np.zeros((0, NUM_FEATURES), "float32"),
-                           np.zeros((0,), "int32"))
+        cache_soft_targets(
+            dense(1, "t"), np.zeros((0, NUM_FEATURES), "float32"), np.zeros((0,), "int32")
+        )
 
 
 @needs_tf
 def test_tensorboard_callback_works_from_the_install(toy, tmp_path):
     x, y = toy
-    compiled().fit(x, y, epochs=1, verbose=0,
-                   callbacks=[keras.callbacks.TensorBoard(log_dir=str(tmp_path))])
+    compiled().fit(
+        x, y, epochs=1, verbose=0, callbacks=[keras.callbacks.TensorBoard(log_dir=str(tmp_path))]
+    )
     assert list(tmp_path.rglob("events.out.tfevents.*"))
 
 

@@ -40,9 +40,7 @@ def np_distillation_exact(t, s, temperature) -> np.ndarray:
 @pytest.fixture
 def logits():
     rng = np.random.default_rng(3)
-    return rng.normal(0, 3, (8, 10)).astype("float32"), rng.normal(0, 3, (8, 10)).astype(
-        "float32"
-    )
+    return rng.normal(0, 3, (8, 10)).astype("float32"), rng.normal(0, 3, (8, 10)).astype("float32")
 
 
 @pytest.mark.parametrize("temperature", [1e-2, 0.3, 1.0, 4.0, 1e2, 1e3, 1e4, 1e5, 1e6])
