@@ -39,6 +39,7 @@ _SUBMODULES = (
     "cli",
     "config",
     "data",
+    "io",
     "distiller",
     "experiment",
     "experiment_config",

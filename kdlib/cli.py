@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import sys
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn, TypeVar
 
@@ -123,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     distill.add_argument(
         "--seed",
-        type=_flag(validate.non_negative_int, int, name="--seed"),
+        type=_flag(validate.seed, int, name="--seed"),
         default=0,
         help="first seed (default: 0)",
     )
@@ -175,19 +176,23 @@ def _fail(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
+def _check_flags(args: argparse.Namespace) -> None:
+    """Every check that needs more than one flag, or the file system; before any training."""
+    outputs = {"--json": args.json, "--plot": args.plot, "--save-student": args.save_student}
+    try:
+        validate.seed(args.seed, "--seed", count=args.seeds)
+        for flag, suffix in (("--json", None), ("--plot", ".png"), ("--save-student", ".keras")):
+            if outputs[flag] is not None:
+                validate.output_path(outputs[flag], suffix=suffix, name=flag)
+        validate.distinct_paths(outputs)
+    except ValueError as err:
+        _fail(str(err))
+
+
 def _distill(args: argparse.Namespace) -> int:
-    for flag, path, suffix in (
-        ("--json", args.json, None),
-        ("--plot", args.plot, ".png"),
-        ("--save-student", args.save_student, ".keras"),
-    ):
-        if path is not None:
-            try:
-                validate.output_path(path, suffix=suffix, name=flag)
-            except ValueError as err:
-                _fail(str(err))
+    _check_flags(args)
     # Keras and TensorFlow are imported only once every flag and path looks sane.
-    from kdlib import experiment, report
+    from kdlib import experiment, io, report
 
     with _fast_mode(args.fast):
         try:
@@ -204,35 +209,48 @@ def _distill(args: argparse.Namespace) -> int:
             )
         except ValueError as err:
             _fail(str(err))
-        result = experiment.run_experiment(config, save_student=args.save_student)
+        result = experiment.run_experiment(config)
 
     print()
     print(report.format_table(result))
-    if args.json is not None:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result.to_json_dict(), f, indent=2)
-            f.write("\n")
-        print(f"wrote {args.json}")
-    if args.plot is not None:
-        import matplotlib.pyplot as plt
-
-        from kdlib.experiment_plots import plot_comparison
-
-        reports = (result.teacher, result.scratch, result.distilled)
-        fig = plot_comparison(
-            [r.name for r in reports],
-            [r.test_accuracy for r in reports],
-            stds=[r.test_accuracy_std for r in reports],
-            params=[r.params for r in reports],
-            title=f"MNIST, T = {config.temperature:g}, alpha = {config.alpha:g}, "
-            f"{config.seeds} seed(s)",
-        )
-        fig.savefig(args.plot, dpi=120)
-        plt.close(fig)
-        print(f"wrote {args.plot}")
+    # One run id in the JSON and the plot; every output is written to a temporary file
+    # first and all are renamed together at the end (kdlib.io.OutputSet), so an interrupted
+    # run leaves the previous run's files, never a mix of two runs.
+    run_id = uuid.uuid4().hex
+    with io.OutputSet() as outputs:
+        if args.json is not None:
+            text = json.dumps({"run_id": run_id, **result.to_json_dict()}, indent=2) + "\n"
+            outputs.stage(args.json).write_text(text, encoding="utf-8")
+        if args.plot is not None:
+            _save_plot(result, config, outputs.stage(args.plot), run_id)
+        if args.save_student is not None:
+            result.artifacts.distilled.save(outputs.stage(args.save_student))
+    for path in (args.json, args.plot):
+        if path is not None:
+            print(f"wrote {path}")
     if args.save_student is not None:
         print(f"wrote {args.save_student} (loads with keras.models.load_model, no kdlib needed)")
     return 0
+
+
+def _save_plot(result: Any, config: Any, path: Any, run_id: str) -> None:
+    import matplotlib.pyplot as plt
+
+    from kdlib.experiment_plots import plot_comparison
+
+    reports = (result.teacher, result.scratch, result.distilled)
+    fig = plot_comparison(
+        [r.name for r in reports],
+        [r.test_accuracy for r in reports],
+        stds=[r.test_accuracy_std for r in reports],
+        params=[r.params for r in reports],
+        title=f"MNIST, T = {config.temperature:g}, alpha = {config.alpha:g}, "
+        f"{config.seeds} seed(s)",
+    )
+    try:
+        fig.savefig(path, dpi=120, format="png", metadata={"kdlib run_id": run_id})
+    finally:
+        plt.close(fig)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,7 +25,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from kdlib import data, validate
+from kdlib import data, io, validate
 from kdlib.distiller import Distiller
 from kdlib.experiment_config import MIN_COMPRESSION, STUDENTS, TEACHERS, ExperimentConfig
 from kdlib.report import (
@@ -303,7 +303,8 @@ def _run_pipeline(
         first = first or twins  # the first seed's models are kept for plots and saving
     assert first is not None  # config.seeds >= 1
     if save_student is not None:
-        first.distilled.save(save_student)
+        with io.atomic_path(save_student) as temporary:  # never a half-written .keras
+            first.distilled.save(temporary)
 
     def measure(name: str, model: keras.Model, per_seed: list[np.ndarray]) -> Any:
         return summarise(name, model, per_seed, splits.y_test, teacher_predictions, splits.x_test)

@@ -63,6 +63,24 @@ def non_negative_int(value: Any, name: str, example: int = 0) -> int:
     return int(value)
 
 
+#: The largest seed NumPy's and Keras' random generators take (2**32 - 1).
+MAX_SEED = 2**32 - 1
+
+
+def seed(value: Any, name: str = "seed", count: int = 1) -> int:
+    """``value`` as an int seed, such that ``value + count - 1`` is at most 2**32 - 1."""
+    number = non_negative_int(value, name)
+    if number + count - 1 > MAX_SEED:
+        also = (
+            f" (the {count} seeds run from {number} to {number + count - 1})" if count > 1 else ""
+        )
+        raise ValueError(
+            f"{name} must be at most {MAX_SEED - count + 1} so that every seed is at most "
+            f"{MAX_SEED} (2**32 - 1, NumPy's limit), got {value!r}{also}; e.g. {name}=0."
+        )
+    return number
+
+
 def positive_number(value: Any, name: str, example: str) -> float:
     """``value`` as a finite float > 0 (a learning rate, a scale)."""
     number = _real(value)
@@ -199,14 +217,20 @@ def class_labels(labels: Sequence[Any] | None, num_classes: int, of: str) -> lis
 def output_path(path: str | os.PathLike[str], suffix: str | None, name: str) -> Path:
     """``path`` as a Path if a file can be written there, else raise ValueError.
 
-    Checked before any long work, so a typo does not cost a training run.
+    Checked before any long work, so a typo does not cost a training run. The folder is
+    probed by creating (and removing) a temporary file in it, as the atomic write will:
+    permission bits alone say yes for folders such as /proc. The suffix must match exactly
+    (Keras refuses ``.KERAS``).
     """
+    from kdlib import io  # the writer whose temporary file the probe creates
+
     target = Path(path)
     if target.is_dir():
         raise ValueError(f"{name} path {str(path)!r} is a folder; give a file name inside it.")
-    if suffix is not None and target.suffix.lower() != suffix:
+    if suffix is not None and target.suffix != suffix:
         raise ValueError(
-            f"{name} path {str(path)!r} must end in {suffix}; e.g. {target.stem or 'out'}{suffix}."
+            f"{name} path {str(path)!r} must end in {suffix} (lower case); "
+            f"e.g. {target.stem or 'out'}{suffix}."
         )
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
@@ -214,10 +238,31 @@ def output_path(path: str | os.PathLike[str], suffix: str | None, name: str) -> 
             f"{name} path {str(path)!r} cannot be written: the folder {str(parent)!r} does "
             "not exist; create it first or choose another path."
         )
-    writable = os.access(target, os.W_OK) if target.exists() else os.access(parent, os.W_OK)
-    if not writable:
+    if target.exists() and not os.access(target, os.W_OK):
         raise ValueError(
-            f"{name} path {str(path)!r} cannot be written (permission denied); choose a "
-            "path in a folder you can write to."
+            f"{name} path {str(path)!r} cannot be written (the file is read-only); choose "
+            "another path or make it writable."
         )
+    try:
+        io.probe_folder(target)
+    except OSError as err:
+        raise ValueError(
+            f"{name} path {str(path)!r} cannot be written ({err.strerror or err}); choose a "
+            "path in a folder you can write to."
+        ) from None
     return target
+
+
+def distinct_paths(paths: dict[str, str | os.PathLike[str] | None]) -> None:
+    """Raise if two of the named output paths (None: not used) are the same file."""
+    seen: dict[str, str] = {}
+    for name, path in paths.items():
+        if path is None:
+            continue
+        key = os.path.normcase(os.path.realpath(path))
+        if key in seen:
+            raise ValueError(
+                f"{seen[key]} and {name} name the same file ({str(path)!r}): one would "
+                "overwrite the other. Give each output its own path."
+            )
+        seen[key] = name
