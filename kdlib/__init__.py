@@ -5,7 +5,8 @@ Modules: :mod:`kdlib.losses` (softmax with temperature, entropy, KL, distillatio
 logits), :mod:`kdlib.data` (MNIST), :mod:`kdlib.models` (teacher and student factories),
 :mod:`kdlib.experiment` (the MNIST experiment; :mod:`kdlib.experiment_config`,
 :mod:`kdlib.report`), :mod:`kdlib.plotting` and :mod:`kdlib.experiment_plots`,
-:mod:`kdlib.widgets`, :mod:`kdlib.check` (exercise self-checks), :mod:`kdlib.formatting`
+:mod:`kdlib.widgets`, :mod:`kdlib.check` (exercise self-checks; engine in
+:mod:`kdlib.grading`), :mod:`kdlib.formatting`
 (``fmt``), :mod:`kdlib.validate` (argument checks), :mod:`kdlib.config` (fast mode).
 
 ``kdlib.Distiller`` is imported lazily, so ``import kdlib.config`` (and ``kdlib --help``)
@@ -45,6 +46,7 @@ _SUBMODULES = (
     "experiment_config",
     "experiment_plots",
     "formatting",
+    "grading",
     "losses",
     "models",
     "plotting",
