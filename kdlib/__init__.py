@@ -134,9 +134,14 @@ class _OnKerasImport(importlib.abc.MetaPathFinder):
         if fullname != "keras":
             return None
         _remove_hook()
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        spec = None
+        for finder in sys.meta_path:  # the finders that would have found keras without us
+            find_spec = getattr(finder, "find_spec", None)
+            spec = find_spec(fullname, path, target) if find_spec else None
+            if spec is not None:
+                break
         if spec is None or spec.loader is None:
-            return None
+            return spec
         spec.loader = _KerasLoader(spec.loader)
         return spec
 

@@ -194,37 +194,36 @@ def _distill(args: argparse.Namespace) -> int:
     # Keras and TensorFlow are imported only once every flag and path looks sane.
     from kdlib import experiment, io, report
 
-    with _fast_mode(args.fast):
-        try:
-            config = experiment.ExperimentConfig.default(
-                teacher=args.teacher,
-                student=args.student,
-                temperature=args.temperature,
-                alpha=args.alpha,
-                epochs=args.epochs,
-                teacher_epochs=args.teacher_epochs,
-                batch_size=args.batch_size,
-                seeds=args.seeds,
-                seed=args.seed,
-            )
-        except ValueError as err:
-            _fail(str(err))
-        result = experiment.run_experiment(config)
-
-    print()
-    print(report.format_table(result))
-    # One run id in the JSON and the plot; every output is written to a temporary file
-    # first and all are renamed together at the end (kdlib.io.OutputSet), so an interrupted
-    # run leaves the previous run's files, never a mix of two runs.
+    # Every output goes to a temporary file first (the student while it is saved, the JSON
+    # and the plot at the end) and all are renamed together when the run is complete
+    # (kdlib.io.OutputSet): an interrupted run leaves the previous run's files, never a mix
+    # of two runs. The JSON and the plot also carry one run id.
     run_id = uuid.uuid4().hex
     with io.OutputSet() as outputs:
+        staged_student = None if args.save_student is None else outputs.stage(args.save_student)
+        with _fast_mode(args.fast):
+            try:
+                config = experiment.ExperimentConfig.default(
+                    teacher=args.teacher,
+                    student=args.student,
+                    temperature=args.temperature,
+                    alpha=args.alpha,
+                    epochs=args.epochs,
+                    teacher_epochs=args.teacher_epochs,
+                    batch_size=args.batch_size,
+                    seeds=args.seeds,
+                    seed=args.seed,
+                )
+            except ValueError as err:
+                _fail(str(err))
+            result = experiment.run_experiment(config, save_student=staged_student)
+        print()
+        print(report.format_table(result))
         if args.json is not None:
-            text = json.dumps({"run_id": run_id, **result.to_json_dict()}, indent=2) + "\n"
+            text = json.dumps({**result.to_json_dict(), "run_id": run_id}, indent=2) + "\n"
             outputs.stage(args.json).write_text(text, encoding="utf-8")
         if args.plot is not None:
             _save_plot(result, config, outputs.stage(args.plot), run_id)
-        if args.save_student is not None:
-            result.artifacts.distilled.save(outputs.stage(args.save_student))
     for path in (args.json, args.plot):
         if path is not None:
             print(f"wrote {path}")
