@@ -63,6 +63,14 @@ def test_distillation_loss_is_accurate_over_the_accepted_range(logits, temperatu
     np.testing.assert_allclose(got, expected, rtol=1e-4)
 
 
+@pytest.mark.skipif(keras.backend.backend() == "jax", reason="JAX computes float64 as float32")
+@pytest.mark.parametrize("temperature", [0.7, 5.0, 1e3, 1e6])
+def test_float64_inputs_keep_float64_precision(logits, temperature):
+    t, s = (a.astype(np.float64) / 4 for a in logits)  # small logit gaps: the series branch
+    got = to_np(distillation_loss(t, s, temperature))
+    np.testing.assert_allclose(got, np_distillation_exact(t, s, temperature), rtol=1e-11)
+
+
 @pytest.mark.parametrize("temperature", [0.5, 1e3, 1e5])
 def test_gradient_is_t_times_q_minus_p_at_extreme_temperatures(logits, temperature):
     if keras.backend.backend() != "tensorflow":
