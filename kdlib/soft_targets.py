@@ -40,13 +40,8 @@ import keras
 import numpy as np
 
 from kdlib import validate
-from kdlib.distiller import (
-    LABELS_KEY,
-    PROBABILITIES_MESSAGE,
-    TEACHER_LOGITS_KEY,
-    check_logits_model,
-    looks_like_probabilities,
-)
+from kdlib.distiller import LABELS_KEY, TEACHER_LOGITS_KEY
+from kdlib.model_checks import PROBABILITIES_MESSAGE, check_logits_model, looks_like_probabilities
 
 BYTES_PER_LOGIT = 4  # float32
 
