@@ -108,7 +108,7 @@ def twin_students(name: str, seed: int) -> tuple[keras.Model, keras.Model]:
     return scratch, distilled
 
 
-def check_compression(teacher: keras.Model, student: keras.Model) -> float:
+def compression_ratio(teacher: keras.Model, student: keras.Model) -> float:
     """Return teacher/student parameters; raise if the student is not >= 10x smaller."""
     ratio = teacher.count_params() / student.count_params()
     if ratio < MIN_COMPRESSION:
@@ -199,7 +199,7 @@ def train_students(
     if val_targets is None:
         val_targets = _cached_targets(teacher, splits.x_val, splits.y_val)
     scratch, distilled = twin_students(config.student, seed)
-    check_compression(teacher, scratch)
+    compression_ratio(teacher, scratch)
 
     scratch_history = _fit_on_labels(
         scratch,
