@@ -8,6 +8,7 @@ Examples
     kdlib distill --seeds 3 --json results.json --plot comparison.png
     kdlib distill --teacher cnn --student mlp --temperature 4 --alpha 0.3 \\
         --save-student student.keras
+    kdlib distill --export-litert student.tflite           # + an int8 LiteRT student
 
 Flags are checked before TensorFlow is even imported (numbers and names) or before any
 training starts (output paths); a bad one exits with status 2 and one line on stderr.
@@ -22,9 +23,12 @@ import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from kdlib import validate
+
+if TYPE_CHECKING:
+    from kdlib.report import ExperimentResult
 
 T = TypeVar("T")
 
@@ -32,6 +36,10 @@ T = TypeVar("T")
 # `kdlib --help` and flag errors answer without importing TensorFlow.
 TEACHER_CHOICES = ("cnn", "mlp")
 STUDENT_CHOICES = ("mlp", "cnn")
+# kdlib.export.QUANTIZE_CHOICES, with float32 standing for None.
+LITERT_QUANTIZE = ("int8", "dynamic", "float32")
+#: Training images that calibrate an int8 export (--litert-quantize int8).
+CALIBRATION_IMAGES = 500
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -148,6 +156,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="save the distilled student (first seed) as a .keras file",
     )
+    distill.add_argument(
+        "--export-litert",
+        metavar="PATH",
+        default=None,
+        help="export the distilled student (first seed) to LiteRT as a .tflite file and "
+        "report its test accuracy",
+    )
+    distill.add_argument(
+        "--litert-quantize",
+        choices=LITERT_QUANTIZE,
+        default="int8",
+        help="form of the --export-litert file: int8 (full-integer, calibrated on 500 "
+        "training images; default), dynamic (int8 weights) or float32",
+    )
     return parser
 
 
@@ -178,10 +200,21 @@ def _fail(message: str) -> NoReturn:
 
 def _check_flags(args: argparse.Namespace) -> None:
     """Every check that needs more than one flag, or the file system; before any training."""
-    outputs = {"--json": args.json, "--plot": args.plot, "--save-student": args.save_student}
+    outputs = {
+        "--json": args.json,
+        "--plot": args.plot,
+        "--save-student": args.save_student,
+        "--export-litert": args.export_litert,
+    }
+    suffixes = {
+        "--json": None,
+        "--plot": ".png",
+        "--save-student": ".keras",
+        "--export-litert": ".tflite",
+    }
     try:
         validate.seed(args.seed, "--seed", count=args.seeds)
-        for flag, suffix in (("--json", None), ("--plot", ".png"), ("--save-student", ".keras")):
+        for flag, suffix in suffixes.items():
             if outputs[flag] is not None:
                 validate.output_path(outputs[flag], suffix=suffix, name=flag)
         validate.distinct_paths(outputs)
@@ -194,11 +227,13 @@ def _distill(args: argparse.Namespace) -> int:
     # Keras and TensorFlow are imported only once every flag and path looks sane.
     from kdlib import experiment, io, report
 
-    # Every output goes to a temporary file first (the student while it is saved, the JSON
-    # and the plot at the end) and all are renamed together when the run is complete
+    _check_litert(args.export_litert)
+    # Every output goes to a temporary file first (the student while it is saved, the rest
+    # at the end) and all are renamed together when the run is complete
     # (kdlib.io.OutputSet): an interrupted run leaves the previous run's files, never a mix
     # of two runs. The JSON and the plot also carry one run id.
     run_id = uuid.uuid4().hex
+    messages = []
     with io.OutputSet() as outputs:
         staged_student = None if args.save_student is None else outputs.stage(args.save_student)
         with _fast_mode(args.fast):
@@ -222,13 +257,19 @@ def _distill(args: argparse.Namespace) -> int:
         if args.json is not None:
             text = json.dumps({**result.to_json_dict(), "run_id": run_id}, indent=2) + "\n"
             outputs.stage(args.json).write_text(text, encoding="utf-8")
+            messages.append(f"wrote {args.json}")
         if args.plot is not None:
             _save_plot(result, config, outputs.stage(args.plot), run_id)
-    for path in (args.json, args.plot):
-        if path is not None:
-            print(f"wrote {path}")
-    if args.save_student is not None:
-        print(f"wrote {args.save_student} (loads with keras.models.load_model, no kdlib needed)")
+            messages.append(f"wrote {args.plot}")
+        if args.save_student is not None:
+            messages.append(
+                f"wrote {args.save_student} (loads with keras.models.load_model, no kdlib needed)"
+            )
+        if messages:
+            print("\n".join(messages))
+        if args.export_litert is not None:
+            staged = outputs.stage(args.export_litert)
+            _export_litert(result, staged, args.litert_quantize, shown=args.export_litert)
     return 0
 
 
@@ -250,6 +291,42 @@ def _save_plot(result: Any, config: Any, path: Any, run_id: str) -> None:
         fig.savefig(path, dpi=120, format="png", metadata={"kdlib run_id": run_id})
     finally:
         plt.close(fig)
+
+
+def _check_litert(path: str | None) -> None:
+    """Before training: can this environment convert and run LiteRT files (if asked to)?"""
+    if path is None:
+        return
+    from kdlib import export
+
+    try:
+        export.check_litert_available()
+    except (RuntimeError, ImportError) as err:
+        _fail(f"--export-litert: {err}")
+
+
+def _export_litert(
+    result: ExperimentResult, path: Any, form: str, shown: str | None = None
+) -> None:
+    """Write the first seed's distilled student to ``path`` and print how it scores
+    (``shown``: the final path, when ``path`` is a staged temporary file)."""
+    import numpy as np
+
+    from kdlib import export
+
+    art = result.artifacts
+    quantize = None if form == "float32" else form
+    calibration = art.splits.x_train[:CALIBRATION_IMAGES] if form == "int8" else None
+    export.to_litert(art.distilled, path, quantize=quantize, representative_data=calibration)
+    scores = export.evaluate_litert(path, art.splits.x_test, art.splits.y_test)
+    keras_logits = art.distilled.predict(art.splits.x_test, batch_size=1000, verbose=0)
+    agreement = float(np.mean(scores["predictions"] == np.argmax(keras_logits, axis=-1)))
+    size_kb = os.path.getsize(path) / 1024
+    print(
+        f"wrote {shown or path} (LiteRT {form}, {size_kb:.1f} KB): test accuracy "
+        f"{100 * scores['accuracy']:.2f} %, {scores['errors']} errors, same class as the Keras "
+        f"student on {100 * agreement:.2f} % of the test images"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
