@@ -73,11 +73,11 @@ def test_saved_distiller_reloads_after_plain_import_kdlib(tmp_path, toy):
     (what every in-process round-trip test does: conftest imports keras first)."""
     x, y = toy
     distiller = compiled()
-    path = tmp_path / "d.keras"
-    distiller.save(path)
     checkpoint = tmp_path / "ckpt.keras"
     callback = keras.callbacks.ModelCheckpoint(str(checkpoint))
     distiller.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+    path = tmp_path / "d.keras"
+    distiller.save(path)
     code = (
         "import sys\n"
         "import kdlib\n"
