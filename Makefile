@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: test test-backends lab lint format notebooks assignments clean
+.PHONY: test test-backends test-colab lab lint format notebooks assignments clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,9 +14,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-## test: lint, unit tests, then every notebook through nbval
+## test: lint and formatting check, unit tests, then every notebook through nbval
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest tests
 	@# pytest exits 5 when it collects nothing (no notebooks yet): that is not a failure.
 	$(BIN)/python -m pytest --nbval-lax notebooks/ || [ $$? -eq 5 ]
@@ -39,6 +40,16 @@ test-backends: $(BACKENDS_STAMP)
 	  KERAS_BACKEND=$$backend $(BIN)/python -m pytest -q $(BACKEND_TESTS); \
 	done
 
+## test-colab: Colab's runtime rebuilt from ../shared/colab/pip-freeze.txt (Python 3.13,
+##   its tensorflow, keras, numpy, matplotlib, ipywidgets...) in build/colab-venv; installs
+##   kdlib there with the notebooks' set-up cell (from a git+file:// URL of this clone, at
+##   HEAD), fails if pip changed any of Colab's packages, then runs the widget tests and every
+##   notebook (nbval, fast mode) against the installed kdlib. The environment is reused
+##   between runs; COLAB_ARGS=--fresh rebuilds it, COLAB_ARGS=--apt lets it apt-get Python.
+COLAB_ARGS ?=
+test-colab: $(STAMP)
+	env -u PYTHONPATH $(BIN)/python scripts/colab_parity.py $(COLAB_ARGS)
+
 ## notebooks: write the Colab header, then run the notebooks in place in full mode
 ##   (KDLIB_FAST unset) so the committed copies carry real outputs. A subset:
 ##   make notebooks NB=notebooks/01_*.ipynb
@@ -55,11 +66,14 @@ assignments: $(STAMP)
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
 
+## lint: ruff check and ruff format --check (what `make test` runs first)
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
+## format: format and fix the whole tree (notebook cells are excluded in pyproject.toml)
 format: $(STAMP)
-	$(BIN)/ruff format kdlib tests
+	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
 clean:
