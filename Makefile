@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: test test-backends test-colab lab lint format notebooks clean
+.PHONY: test test-backends test-colab lab lint format notebooks assignments clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,10 @@ NB ?= $(wildcard notebooks/[0-9][0-9]_*.ipynb)
 notebooks: $(STAMP)
 	$(BIN)/python scripts/sync_notebooks.py $(NB)
 	env -u KDLIB_FAST -u MPLBACKEND $(BIN)/python scripts/run_notebooks.py $(NB)
+
+## assignments: release the homework with nbgrader, autograde the solution and a blank copy
+assignments: $(STAMP)
+	$(BIN)/python scripts/grade_assignments.py
 
 ## lab: JupyterLab on notebooks/
 lab: $(STAMP)
