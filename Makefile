@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help test test-backends test-colab test-browser lab lint format notebooks clean
+.PHONY: help test test-backends test-colab test-browser lab lint format notebooks assignments clean
 .DEFAULT_GOAL := help
 
 ## help: list the targets (also what bare `make` does)
@@ -71,6 +71,10 @@ notebooks: $(STAMP)
 ##   playwright drives; tests/browser_check.py says more.
 test-browser: $(STAMP)
 	KDLIB_FAST=1 $(BIN)/python tests/browser_check.py $(NB)
+
+## assignments: release the homework with nbgrader, autograde the solution and a blank copy
+assignments: $(STAMP)
+	$(BIN)/python scripts/grade_assignments.py
 
 ## lab: JupyterLab on notebooks/, opened on the first notebook (prints the URL to open)
 ##   The URL carries the token. As root it adds --allow-root; without a desktop, --no-browser.

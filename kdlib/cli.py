@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import sys
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -131,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     distill.add_argument(
         "--seed",
-        type=_flag(validate.non_negative_int, int, name="--seed"),
+        type=_flag(validate.seed, int, name="--seed"),
         default=0,
         help="first seed (default: 0)",
     )
@@ -197,68 +198,99 @@ def _fail(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
+def _check_flags(args: argparse.Namespace) -> None:
+    """Every check that needs more than one flag, or the file system; before any training."""
+    outputs = {
+        "--json": args.json,
+        "--plot": args.plot,
+        "--save-student": args.save_student,
+        "--export-litert": args.export_litert,
+    }
+    suffixes = {
+        "--json": None,
+        "--plot": ".png",
+        "--save-student": ".keras",
+        "--export-litert": ".tflite",
+    }
+    try:
+        validate.seed(args.seed, "--seed", count=args.seeds)
+        for flag, suffix in suffixes.items():
+            if outputs[flag] is not None:
+                validate.output_path(outputs[flag], suffix=suffix, name=flag)
+        validate.distinct_paths(outputs)
+    except ValueError as err:
+        _fail(str(err))
+
+
 def _distill(args: argparse.Namespace) -> int:
-    for flag, path, suffix in (
-        ("--json", args.json, None),
-        ("--plot", args.plot, ".png"),
-        ("--save-student", args.save_student, ".keras"),
-        ("--export-litert", args.export_litert, ".tflite"),
-    ):
-        if path is not None:
-            try:
-                validate.output_path(path, suffix=suffix, name=flag)
-            except ValueError as err:
-                _fail(str(err))
+    _check_flags(args)
     # Keras and TensorFlow are imported only once every flag and path looks sane.
-    from kdlib import experiment, report
+    from kdlib import experiment, io, report
 
     _check_litert(args.export_litert)
-    with _fast_mode(args.fast):
-        try:
-            config = experiment.ExperimentConfig.default(
-                teacher=args.teacher,
-                student=args.student,
-                temperature=args.temperature,
-                alpha=args.alpha,
-                epochs=args.epochs,
-                teacher_epochs=args.teacher_epochs,
-                batch_size=args.batch_size,
-                seeds=args.seeds,
-                seed=args.seed,
+    # Every output goes to a temporary file first (the student while it is saved, the rest
+    # at the end) and all are renamed together when the run is complete
+    # (kdlib.io.OutputSet): an interrupted run leaves the previous run's files, never a mix
+    # of two runs. The JSON and the plot also carry one run id.
+    run_id = uuid.uuid4().hex
+    messages = []
+    with io.OutputSet() as outputs:
+        staged_student = None if args.save_student is None else outputs.stage(args.save_student)
+        with _fast_mode(args.fast):
+            try:
+                config = experiment.ExperimentConfig.default(
+                    teacher=args.teacher,
+                    student=args.student,
+                    temperature=args.temperature,
+                    alpha=args.alpha,
+                    epochs=args.epochs,
+                    teacher_epochs=args.teacher_epochs,
+                    batch_size=args.batch_size,
+                    seeds=args.seeds,
+                    seed=args.seed,
+                )
+            except ValueError as err:
+                _fail(str(err))
+            result = experiment.run_experiment(config, save_student=staged_student)
+        print()
+        print(report.format_table(result))
+        if args.json is not None:
+            text = json.dumps({**result.to_json_dict(), "run_id": run_id}, indent=2) + "\n"
+            outputs.stage(args.json).write_text(text, encoding="utf-8")
+            messages.append(f"wrote {args.json}")
+        if args.plot is not None:
+            _save_plot(result, config, outputs.stage(args.plot), run_id)
+            messages.append(f"wrote {args.plot}")
+        if args.save_student is not None:
+            messages.append(
+                f"wrote {args.save_student} (loads with keras.models.load_model, no kdlib needed)"
             )
-        except ValueError as err:
-            _fail(str(err))
-        result = experiment.run_experiment(config, save_student=args.save_student)
-
-    print()
-    print(report.format_table(result))
-    if args.json is not None:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result.to_json_dict(), f, indent=2)
-            f.write("\n")
-        print(f"wrote {args.json}")
-    if args.plot is not None:
-        import matplotlib.pyplot as plt
-
-        from kdlib.experiment_plots import plot_comparison
-
-        reports = (result.teacher, result.scratch, result.distilled)
-        fig = plot_comparison(
-            [r.name for r in reports],
-            [r.test_accuracy for r in reports],
-            stds=[r.test_accuracy_std for r in reports],
-            params=[r.params for r in reports],
-            title=f"MNIST, T = {config.temperature:g}, alpha = {config.alpha:g}, "
-            f"{config.seeds} seed(s)",
-        )
-        fig.savefig(args.plot, dpi=120)
-        plt.close(fig)
-        print(f"wrote {args.plot}")
-    if args.save_student is not None:
-        print(f"wrote {args.save_student} (loads with keras.models.load_model, no kdlib needed)")
-    if args.export_litert is not None:
-        _export_litert(result, args.export_litert, args.litert_quantize)
+        if messages:
+            print("\n".join(messages))
+        if args.export_litert is not None:
+            staged = outputs.stage(args.export_litert)
+            _export_litert(result, staged, args.litert_quantize, shown=args.export_litert)
     return 0
+
+
+def _save_plot(result: Any, config: Any, path: Any, run_id: str) -> None:
+    import matplotlib.pyplot as plt
+
+    from kdlib.experiment_plots import plot_comparison
+
+    reports = (result.teacher, result.scratch, result.distilled)
+    fig = plot_comparison(
+        [r.name for r in reports],
+        [r.test_accuracy for r in reports],
+        stds=[r.test_accuracy_std for r in reports],
+        params=[r.params for r in reports],
+        title=f"MNIST, T = {config.temperature:g}, alpha = {config.alpha:g}, "
+        f"{config.seeds} seed(s)",
+    )
+    try:
+        fig.savefig(path, dpi=120, format="png", metadata={"kdlib run_id": run_id})
+    finally:
+        plt.close(fig)
 
 
 def _check_litert(path: str | None) -> None:
@@ -273,8 +305,11 @@ def _check_litert(path: str | None) -> None:
         _fail(f"--export-litert: {err}")
 
 
-def _export_litert(result: ExperimentResult, path: str, form: str) -> None:
-    """Write the first seed's distilled student to ``path`` and print how it scores."""
+def _export_litert(
+    result: ExperimentResult, path: Any, form: str, shown: str | None = None
+) -> None:
+    """Write the first seed's distilled student to ``path`` and print how it scores
+    (``shown``: the final path, when ``path`` is a staged temporary file)."""
     import numpy as np
 
     from kdlib import export
@@ -286,8 +321,9 @@ def _export_litert(result: ExperimentResult, path: str, form: str) -> None:
     scores = export.evaluate_litert(path, art.splits.x_test, art.splits.y_test)
     keras_logits = art.distilled.predict(art.splits.x_test, batch_size=1000, verbose=0)
     agreement = float(np.mean(scores["predictions"] == np.argmax(keras_logits, axis=-1)))
+    size_kb = os.path.getsize(path) / 1024
     print(
-        f"wrote {path} (LiteRT {form}, {os.path.getsize(path) / 1024:.1f} KB): test accuracy "
+        f"wrote {shown or path} (LiteRT {form}, {size_kb:.1f} KB): test accuracy "
         f"{100 * scores['accuracy']:.2f} %, {scores['errors']} errors, same class as the Keras "
         f"student on {100 * agreement:.2f} % of the test images"
     )

@@ -25,7 +25,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from kdlib import data, validate
+from kdlib import data, io, validate
 from kdlib.distiller import Distiller
 from kdlib.experiment_config import MIN_COMPRESSION, STUDENTS, TEACHERS, ExperimentConfig
 from kdlib.report import (
@@ -108,7 +108,7 @@ def twin_students(name: str, seed: int) -> tuple[keras.Model, keras.Model]:
     return scratch, distilled
 
 
-def check_compression(teacher: keras.Model, student: keras.Model) -> float:
+def compression_ratio(teacher: keras.Model, student: keras.Model) -> float:
     """Return teacher/student parameters; raise if the student is not >= 10x smaller."""
     ratio = teacher.count_params() / student.count_params()
     if ratio < MIN_COMPRESSION:
@@ -199,7 +199,7 @@ def train_students(
     if val_targets is None:
         val_targets = _cached_targets(teacher, splits.x_val, splits.y_val)
     scratch, distilled = twin_students(config.student, seed)
-    check_compression(teacher, scratch)
+    compression_ratio(teacher, scratch)
 
     scratch_history = _fit_on_labels(
         scratch,
@@ -303,7 +303,8 @@ def _run_pipeline(
         first = first or twins  # the first seed's models are kept for plots and saving
     assert first is not None  # config.seeds >= 1
     if save_student is not None:
-        first.distilled.save(save_student)
+        with io.atomic_path(save_student) as temporary:  # never a half-written .keras
+            first.distilled.save(temporary)
 
     def measure(name: str, model: keras.Model, per_seed: list[np.ndarray]) -> Any:
         return summarise(name, model, per_seed, splits.y_test, teacher_predictions, splits.x_test)
