@@ -1,10 +1,17 @@
 """The MNIST distillation experiment, run by notebook 04 and by ``kdlib distill``.
 
 One pipeline, two front ends: :func:`run_experiment` loads MNIST, trains a teacher, then
-trains a small student twice, once from scratch and once distilled from the teacher, from
-identical initial weights and with the same data order, and returns an
+trains a small student three times per seed, from identical initial weights and with the
+same data order: from the labels (scratch), from labels with label smoothing (smoothed, the
+control for plain regularisation) and distilled from the teacher. It returns an
 :class:`ExperimentResult` that both front ends format (:func:`format_table`,
 :meth:`ExperimentResult.to_json_dict`).
+
+The protocol: every model (teacher included) keeps the weights of its best epoch on the
+validation split (highest validation accuracy, the same patience for all, see
+:func:`stopping_callback`); the test set is used once, after all training; the students are
+compared seed by seed with :func:`kdlib.stats.compare` (paired differences, 95 % CI, paired
+t-test, McNemar's test per seed and pooled).
 
 The students learn from cached soft targets: MNIST is not augmented here, so the teacher's
 logits are the same every epoch and are computed once (:mod:`kdlib.soft_targets`).
@@ -29,7 +36,7 @@ import keras
 import numpy as np
 
 from kdlib import config as kdconfig
-from kdlib import data, models
+from kdlib import data, models, stats
 from kdlib.distiller import Distiller, check_alpha
 from kdlib.losses import check_temperature
 from kdlib.soft_targets import cache_soft_targets
@@ -54,7 +61,14 @@ STUDENTS: dict[str, Callable[[], keras.Model]] = {
 #: The smallest teacher/student parameter ratio the experiment accepts.
 MIN_COMPRESSION = 10.0
 
-VERBOSE_VALUES = ("auto", 0, 1, 2)
+VERBOSE_VALUES = ("summary", "auto", 0, 1, 2)
+
+#: The students trained per seed, in table order, and the pairs compared (a, b: b - a).
+STUDENT_ROLES = ("scratch", "smoothed", "distilled")
+COMPARISONS = (("scratch", "distilled"), ("smoothed", "distilled"), ("scratch", "smoothed"))
+
+#: What every model's epoch is chosen by (same rule for all; ties go to the earlier epoch).
+STOPPING_MONITOR = "val_accuracy"
 
 #: Batch size of every inference pass (soft targets, predictions, timing). One size for all,
 #: dividing every split evenly, so each model's predict function is traced once.
@@ -81,8 +95,9 @@ def _check_positive_int(value: Any, name: str, allow_none: bool = False) -> int 
 #: The settings that differ between the full run and the fast one (``KDLIB_FAST=1``);
 #: everything else is the same in both.
 FULL_SETTINGS: dict[str, Any] = {
-    "epochs": 30,
+    "epochs": 40,
     "teacher_epochs": 8,
+    "seeds": 5,
     "train_size": None,
     "val_size": 5000,
     "test_size": None,
@@ -90,6 +105,7 @@ FULL_SETTINGS: dict[str, Any] = {
 FAST_SETTINGS: dict[str, Any] = {
     "epochs": 3,
     "teacher_epochs": 2,
+    "seeds": 2,
     "train_size": 5000,
     "val_size": 1000,
     "test_size": 2000,
@@ -111,8 +127,15 @@ class ExperimentConfig:
         T > 0 that softens the teacher's and the student's logits in the distillation loss.
     alpha : float
         Weight in [0, 1] of the hard-label loss; the soft loss gets ``1 - alpha``.
+    label_smoothing : float
+        Label smoothing in [0, 1) of the control student ("smoothed"): its targets are
+        ``(1 - label_smoothing) * one_hot + label_smoothing / 10``.
     epochs, teacher_epochs : int
-        Epochs for each student (scratch and distilled alike) and for the teacher.
+        The most epochs each student (all alike) and the teacher may train; each model keeps
+        the weights of its best validation epoch (see ``patience``).
+    patience : int
+        Training stops after this many epochs without a new best validation accuracy; the
+        same for every model.
     batch_size : int
         Mini-batch size for all training and inference.
     seeds, seed : int
@@ -128,18 +151,21 @@ class ExperimentConfig:
     learning_rate : float
         Adam's learning rate: constant for the two students, the start of a cosine decay
         to 0 for the teacher.
-    verbose : {"auto", 0, 1, 2}
-        Keras ``fit`` verbosity: progress bars ("auto"/1), one line per epoch (2), silent (0).
+    verbose : {"summary", "auto", 0, 1, 2}
+        "summary": one line per trained model; "auto"/1 and 2 add Keras' progress bars or
+        one line per epoch; 0 is silent.
     """
 
     teacher: str = "cnn"
     student: str = "mlp"
     temperature: float = 4.0
     alpha: float = 0.3
-    epochs: int = 30
+    label_smoothing: float = 0.1
+    epochs: int = 40
     teacher_epochs: int = 8
+    patience: int = 5
     batch_size: int = 128
-    seeds: int = 1
+    seeds: int = 5
     seed: int = 0
     train_size: int | None = None
     val_size: int = 5000
@@ -152,7 +178,7 @@ class ExperimentConfig:
         _check_name(self.student, STUDENTS, "student")
         object.__setattr__(self, "temperature", check_temperature(self.temperature))
         object.__setattr__(self, "alpha", check_alpha(self.alpha))
-        for name in ("epochs", "teacher_epochs", "batch_size", "seeds", "val_size"):
+        for name in ("epochs", "teacher_epochs", "patience", "batch_size", "seeds", "val_size"):
             _check_positive_int(getattr(self, name), name)
         for name in ("train_size", "test_size"):
             _check_positive_int(getattr(self, name), name, allow_none=True)
@@ -160,6 +186,13 @@ class ExperimentConfig:
             self.seed < 0
         ):
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}; e.g. seed=0.")
+        smoothing = self.label_smoothing
+        if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not (
+            0.0 <= smoothing < 1.0
+        ):
+            raise ValueError(
+                f"label_smoothing must be a number in [0, 1), got {smoothing!r}; e.g. 0.1."
+            )
         lr = self.learning_rate
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (
             math.isfinite(lr) and lr > 0
@@ -170,16 +203,18 @@ class ExperimentConfig:
         if self.verbose not in VERBOSE_VALUES:
             raise ValueError(
                 f"verbose must be one of {VERBOSE_VALUES}, got {self.verbose!r}; "
-                "use 'auto' for progress bars or 0 for silence."
+                "use 'summary' for one line per model, 'auto' for progress bars or 0 for "
+                "silence."
             )
 
     @classmethod
     def default(cls, **overrides: Any) -> ExperimentConfig:
         """The full configuration, or the fast one when ``KDLIB_FAST=1``, plus ``overrides``.
 
-        Full: all 55,000 training images (5,000 held out), teacher 8 epochs, students 30.
-        Fast: 5,000 training, 1,000 validation and 2,000 test images, teacher 2 epochs,
-        students 3. Only sizes and epochs differ; the code path is the same.
+        Full: all 55,000 training images (5,000 held out), teacher at most 8 epochs,
+        students at most 40, 5 seeds. Fast: 5,000 training, 1,000 validation and 2,000 test
+        images, teacher 2 epochs, students 3, 2 seeds. Only sizes, epochs and seeds differ;
+        the code path is the same.
         """
         settings: dict[str, Any] = dict(kdconfig.pick(full=FULL_SETTINGS, fast=FAST_SETTINGS))
         unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
@@ -232,6 +267,13 @@ class ModelReport:
         Inference time for 1,000 images on this machine (median of repeats, first seed).
     test_accuracies : tuple of float
         Test accuracy for each seed.
+    test_errors_per_seed : tuple of int
+        Misclassified test images for each seed.
+    best_epochs : tuple of int
+        The epoch (1-based) whose weights were kept, for each seed: the best validation
+        accuracy.
+    epochs_run : tuple of int
+        Epochs trained for each seed before the stopping rule ended training.
     """
 
     name: str
@@ -243,16 +285,25 @@ class ModelReport:
     agreement: float
     ms_per_1000: float
     test_accuracies: tuple[float, ...]
+    test_errors_per_seed: tuple[int, ...] = ()
+    best_epochs: tuple[int, ...] = ()
+    epochs_run: tuple[int, ...] = ()
 
 
 @dataclass
 class Artifacts:
-    """The trained models (first seed) and test data, for plots; not part of the report."""
+    """The trained models (first seed), test data and every seed's test predictions.
+
+    For plots and further analysis; not part of the report. ``predictions`` maps each model
+    name to one vector of predicted test classes per seed (the teacher: one vector).
+    """
 
     teacher: keras.Model
     scratch: keras.Model
     distilled: keras.Model
     splits: Splits
+    smoothed: keras.Model | None = None
+    predictions: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
 
 @dataclass
@@ -260,7 +311,10 @@ class ExperimentResult:
     """The outcome of :func:`run_experiment`.
 
     ``histories`` holds the Keras ``History.history`` dicts of the teacher and of the first
-    seed's two students, by the names ``"teacher"``, ``"scratch"``, ``"distilled"``.
+    seed's students, by the names ``"teacher"``, ``"scratch"``, ``"smoothed"``,
+    ``"distilled"``. ``comparisons`` holds the paired statistics of the students
+    (:data:`COMPARISONS`), by names such as ``"distilled_vs_scratch"``. ``conditions``
+    records where the run happened (devices, CPU load, library versions).
     """
 
     config: ExperimentConfig
@@ -272,19 +326,21 @@ class ExperimentResult:
     device: str
     histories: dict[str, dict[str, list[float]]]
     artifacts: Artifacts | None = field(default=None, repr=False, compare=False)
+    smoothed: ModelReport | None = None
+    comparisons: dict[str, stats.PairedComparison] = field(default_factory=dict)
+    conditions: dict[str, Any] = field(default_factory=dict)
 
     @property
     def gain(self) -> float:
         """Distilled minus scratch mean test accuracy (a fraction, not points)."""
         return self.distilled.test_accuracy - self.scratch.test_accuracy
 
-    def gain_exceeds_noise(self) -> bool:
-        """True if the gain exceeds the larger of the two students' standard deviations."""
-        noise = max(self.scratch.test_accuracy_std, self.distilled.test_accuracy_std)
-        return self.gain > noise
+    def students(self) -> list[ModelReport]:
+        """The student reports in table order (scratch, smoothed, distilled)."""
+        return [r for r in (self.scratch, self.smoothed, self.distilled) if r is not None]
 
     def to_json_dict(self) -> dict[str, Any]:
-        """The report in the schema of ``kdlib distill --json``."""
+        """The report in the schema of ``kdlib distill --json`` (README, ``kdlib distill``)."""
 
         def student(report: ModelReport) -> dict[str, Any]:
             return {
@@ -292,21 +348,54 @@ class ExperimentResult:
                 "test_accuracy": float(report.test_accuracy),
                 "test_accuracy_std": float(report.test_accuracy_std),
                 "test_errors": int(report.test_errors),
+                "test_accuracies": [float(a) for a in report.test_accuracies],
+                "test_errors_per_seed": [int(e) for e in report.test_errors_per_seed],
+                "best_epochs": [int(e) for e in report.best_epochs],
+                "epochs_run": [int(e) for e in report.epochs_run],
+                "agreement": float(report.agreement),
+                "size_bytes": int(report.size_bytes),
+                "ms_per_1000": float(report.ms_per_1000),
             }
 
-        return {
+        config = self.config
+        report: dict[str, Any] = {
             "teacher": {
                 "params": int(self.teacher.params),
                 "test_accuracy": float(self.teacher.test_accuracy),
                 "test_errors": int(self.teacher.test_errors),
+                "best_epoch": int(self.teacher.best_epochs[0]) if self.teacher.best_epochs
+                else None,
+                "epochs_run": int(self.teacher.epochs_run[0]) if self.teacher.epochs_run
+                else None,
+                "size_bytes": int(self.teacher.size_bytes),
+                "ms_per_1000": float(self.teacher.ms_per_1000),
             },
             "scratch": student(self.scratch),
             "distilled": student(self.distilled),
-            "temperature": float(self.config.temperature),
-            "alpha": float(self.config.alpha),
-            "seeds": int(self.config.seeds),
+            "temperature": float(config.temperature),
+            "alpha": float(config.alpha),
+            "seeds": int(config.seeds),
             "seconds": float(self.seconds),
         }
+        if self.smoothed is not None:
+            report["smoothed"] = student(self.smoothed)
+        report.update(
+            {
+                "label_smoothing": float(config.label_smoothing),
+                "seed_list": config.seed_list(),
+                "test_images": int(self.num_test),
+                "stopping": {
+                    "monitor": STOPPING_MONITOR,
+                    "patience": int(config.patience),
+                    "max_epochs": int(config.epochs),
+                    "teacher_max_epochs": int(config.teacher_epochs),
+                    "restore_best_weights": True,
+                },
+                "comparisons": {k: c.to_dict() for k, c in self.comparisons.items()},
+                "conditions": dict(self.conditions),
+            }
+        )
+        return report
 
 
 # ---------------------------------------------------------------------------------- data
@@ -349,18 +438,22 @@ def build_teacher(name: str, seed: int = 0) -> keras.Model:
     return TEACHERS[name]()
 
 
-def twin_students(name: str, seed: int) -> tuple[keras.Model, keras.Model]:
-    """Two uncompiled copies of one student with identical initial weights.
+def twin_students(name: str, seed: int, copies: int = 2) -> tuple[keras.Model, ...]:
+    """``copies`` uncompiled copies of one student with identical initial weights.
 
-    The first is trained from scratch, the second distilled, so any difference between
-    them after training comes from the loss alone.
+    The experiment trains one from scratch, one with label smoothing and one by
+    distillation, so any difference between them after training comes from the loss alone.
     """
     _check_name(name, STUDENTS, "student")
+    _check_positive_int(copies, "copies")
     keras.utils.set_random_seed(seed)
-    scratch = STUDENTS[name]()
-    distilled = keras.models.clone_model(scratch)
-    distilled.set_weights(scratch.get_weights())
-    return scratch, distilled
+    first = STUDENTS[name]()
+    twins = [first]
+    for _ in range(copies - 1):
+        twin = keras.models.clone_model(first)
+        twin.set_weights(first.get_weights())
+        twins.append(twin)
+    return tuple(twins)
 
 
 def check_compression(teacher: keras.Model, student: keras.Model) -> float:
@@ -375,23 +468,64 @@ def check_compression(teacher: keras.Model, student: keras.Model) -> float:
     return ratio
 
 
-def _cross_entropy() -> keras.losses.Loss:
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+def stopping_callback(patience: int) -> keras.callbacks.EarlyStopping:
+    """The stopping rule every model of the experiment follows.
+
+    Training stops after ``patience`` epochs without a higher validation accuracy, and the
+    weights of the best epoch (the earliest, on ties) are restored, so each model is judged
+    at its own best epoch, chosen on the validation split and never on the test set.
+    """
+    return keras.callbacks.EarlyStopping(
+        monitor=STOPPING_MONITOR, mode="max", patience=patience, restore_best_weights=True
+    )
+
+
+def best_epoch(history: dict[str, list[float]]) -> int:
+    """The epoch (1-based) whose weights :func:`stopping_callback` keeps: the first one with
+    the highest validation accuracy in ``history`` (a Keras ``History.history``)."""
+    return int(np.argmax(history[STOPPING_MONITOR])) + 1
+
+
+def _keras_verbose(config: ExperimentConfig) -> int | str:
+    return 0 if config.verbose == "summary" else config.verbose
+
+
+def _summary_line(
+    config: ExperimentConfig, name: str, seed: int, history: dict[str, list[float]],
+    seconds: float, budget: int,
+) -> None:
+    """One line per trained model (``verbose`` other than 0)."""
+    if config.verbose == 0:
+        return
+    chosen = best_epoch(history)
+    print(
+        f"seed {seed}  {name:<9}  best epoch {chosen:>2} of {len(history['loss']):>2} run "
+        f"(max {budget}), validation accuracy {100 * history[STOPPING_MONITOR][chosen - 1]:.2f} "
+        f"%, {seconds:.0f} s",
+        flush=True,
+    )
 
 
 def train_teacher(
     config: ExperimentConfig, splits: Splits
 ) -> tuple[keras.Model, dict[str, list[float]]]:
-    """Train the teacher on the labels; return it and its ``History.history``."""
+    """Train the teacher on the labels; return it and its ``History.history``.
+
+    It follows the same stopping rule as the students (:func:`stopping_callback`): the
+    returned model has the weights of its best validation epoch (:func:`best_epoch`).
+    """
     teacher = build_teacher(config.teacher, config.seed)
-    # The learning rate decays to 0 over the run (cosine), so the last epoch lands on a good
-    # point instead of wherever the constant-rate noise left it.
+    # The learning rate decays to 0 over the run (cosine), so the last epochs are not left
+    # wherever the constant-rate noise put them.
     steps = config.teacher_epochs * math.ceil(len(splits.x_train) / config.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps)
+    start = time.perf_counter()
     history = _fit_on_labels(
         teacher, keras.optimizers.Adam(schedule), config, splits, config.teacher_epochs,
         config.seed,
     )
+    _summary_line(config, "teacher", config.seed, history, time.perf_counter() - start,
+                  config.teacher_epochs)
     return teacher, history
 
 
@@ -402,18 +536,35 @@ def _fit_on_labels(
     splits: Splits,
     epochs: int,
     seed: int,
+    label_smoothing: float | None = None,
 ) -> dict[str, list[float]]:
-    """Train ``model`` on the hard labels alone (cross-entropy), the global seed reset to
-    ``seed`` first so that the batch order is reproducible; return ``History.history``."""
-    model.compile(optimizer=optimizer, loss=_cross_entropy(), metrics=["accuracy"])
+    """Train ``model`` on the labels (cross-entropy) under the stopping rule, the global
+    seed reset to ``seed`` first so that the batch order is reproducible; return
+    ``History.history``.
+
+    With ``label_smoothing`` (even 0.0) the labels are one-hot and smoothed by that amount;
+    the images and their order are the same as without.
+    """
+    y_train, y_val = splits.y_train, splits.y_val
+    if label_smoothing is None:
+        loss: keras.losses.Loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    else:
+        loss = keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=label_smoothing
+        )
+        classes = int(max(y_train.max(), y_val.max())) + 1
+        y_train = np.eye(classes, dtype="float32")[y_train]
+        y_val = np.eye(classes, dtype="float32")[y_val]
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
     keras.utils.set_random_seed(seed)
     history = model.fit(
         splits.x_train,
-        splits.y_train,
+        y_train,
         batch_size=config.batch_size,
         epochs=epochs,
-        validation_data=(splits.x_val, splits.y_val),
-        verbose=config.verbose,
+        validation_data=(splits.x_val, y_val),
+        callbacks=[stopping_callback(config.patience)],
+        verbose=_keras_verbose(config),
     )
     return history.history
 
@@ -423,14 +574,39 @@ def _cached_targets(teacher: keras.Model, x: np.ndarray, y: np.ndarray) -> dict[
     return cache_soft_targets(teacher, x, y, batch_size=INFERENCE_BATCH_SIZE, verbose=0)
 
 
+def teacher_soft_targets(
+    teacher: keras.Model, splits: Splits
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Cached soft targets of the training and the validation split (in that order).
+
+    Each is what :func:`kdlib.soft_targets.cache_soft_targets` returns: the teacher's
+    logits, computed once, with the labels; pass them to ``Distiller.fit`` as targets.
+    """
+    return (
+        _cached_targets(teacher, splits.x_train, splits.y_train),
+        _cached_targets(teacher, splits.x_val, splits.y_val),
+    )
+
+
 @dataclass
 class StudentPair:
-    """The two students of one seed, trained, and their histories."""
+    """The students of one seed, trained, and their histories.
+
+    ``scratch`` learned from the labels, ``distilled`` from the teacher and the labels,
+    ``smoothed`` (when trained) from labels with label smoothing.
+    """
 
     seed: int
     scratch: keras.Model
     distilled: keras.Model
     histories: dict[str, dict[str, list[float]]]
+    smoothed: keras.Model | None = None
+
+    def models(self) -> dict[str, keras.Model]:
+        """The trained students by name, in :data:`STUDENT_ROLES` order."""
+        found = {"scratch": self.scratch, "smoothed": self.smoothed,
+                 "distilled": self.distilled}
+        return {name: found[name] for name in STUDENT_ROLES if found[name] is not None}
 
 
 def train_students(
@@ -440,25 +616,38 @@ def train_students(
     seed: int,
     train_targets: dict[str, np.ndarray] | None = None,
     val_targets: dict[str, np.ndarray] | None = None,
+    smoothed: bool = True,
 ) -> StudentPair:
-    """Train one student from scratch and its twin by distillation, for the same epochs.
+    """Train one student from scratch, a twin with label smoothing and a twin by
+    distillation (``smoothed=False`` skips the second).
 
-    Both start from the same initial weights (:func:`twin_students`) and see the training
-    images in the same order: the global seed is reset to ``seed`` before each ``fit``, so
-    the shuffles are the same. ``train_targets``/``val_targets`` are cached soft targets
-    (computed here if not given).
+    All start from the same initial weights (:func:`twin_students`), see the training
+    images in the same order (the global seed is reset to ``seed`` before each ``fit``, so
+    the shuffles are the same) and follow the same stopping rule
+    (:func:`stopping_callback`, at most ``config.epochs`` epochs). ``train_targets`` /
+    ``val_targets`` are cached soft targets (computed here if not given).
     """
-    if train_targets is None:
-        train_targets = _cached_targets(teacher, splits.x_train, splits.y_train)
-    if val_targets is None:
-        val_targets = _cached_targets(teacher, splits.x_val, splits.y_val)
-    scratch, distilled = twin_students(config.student, seed)
+    if train_targets is None or val_targets is None:
+        train_targets, val_targets = teacher_soft_targets(teacher, splits)
+    scratch, smooth, distilled = twin_students(config.student, seed, copies=3)
     check_compression(teacher, scratch)
+    histories = {}
 
-    scratch_history = _fit_on_labels(
+    def timed(name: str, train: Callable[[], dict[str, list[float]]]) -> None:
+        start = time.perf_counter()
+        histories[name] = train()
+        _summary_line(config, name, seed, histories[name], time.perf_counter() - start,
+                      config.epochs)
+
+    timed("scratch", lambda: _fit_on_labels(
         scratch, keras.optimizers.Adam(config.learning_rate), config, splits, config.epochs,
         seed,
-    )
+    ))
+    if smoothed:
+        timed("smoothed", lambda: _fit_on_labels(
+            smooth, keras.optimizers.Adam(config.learning_rate), config, splits,
+            config.epochs, seed, label_smoothing=config.label_smoothing,
+        ))
 
     distiller = Distiller(teacher=teacher, student=distilled)
     distiller.compile(
@@ -467,20 +656,26 @@ def train_students(
         alpha=config.alpha,
         temperature=config.temperature,
     )
-    keras.utils.set_random_seed(seed)
-    distilled_history = distiller.fit(
-        splits.x_train,
-        train_targets,
-        batch_size=config.batch_size,
-        epochs=config.epochs,
-        validation_data=(splits.x_val, val_targets),
-        verbose=config.verbose,
-    )
+
+    def distill() -> dict[str, list[float]]:
+        keras.utils.set_random_seed(seed)
+        return distiller.fit(
+            splits.x_train,
+            train_targets,
+            batch_size=config.batch_size,
+            epochs=config.epochs,
+            validation_data=(splits.x_val, val_targets),
+            callbacks=[stopping_callback(config.patience)],
+            verbose=_keras_verbose(config),
+        ).history
+
+    timed("distilled", distill)
     return StudentPair(
         seed=seed,
         scratch=scratch,
         distilled=distilled,
-        histories={"scratch": scratch_history, "distilled": distilled_history.history},
+        smoothed=smooth if smoothed else None,
+        histories=histories,
     )
 
 
@@ -535,8 +730,9 @@ def _report(
     y_test: np.ndarray,
     teacher_predictions: np.ndarray,
     x_test: np.ndarray,
+    histories: list[dict[str, list[float]]],
 ) -> ModelReport:
-    """Summarise one model over seeds (one entry of ``predictions`` per seed)."""
+    """Summarise one model over seeds (one entry of ``predictions``/``histories`` per seed)."""
     accuracies = [float(np.mean(p == y_test)) for p in predictions]
     errors = [int(np.sum(p != y_test)) for p in predictions]
     agreements = [float(np.mean(p == teacher_predictions)) for p in predictions]
@@ -550,7 +746,32 @@ def _report(
         agreement=float(np.mean(agreements)),
         ms_per_1000=inference_ms_per_1000(model, x_test),
         test_accuracies=tuple(accuracies),
+        test_errors_per_seed=tuple(errors),
+        best_epochs=tuple(best_epoch(h) for h in histories),
+        epochs_run=tuple(len(h["loss"]) for h in histories),
     )
+
+
+def run_conditions() -> dict[str, Any]:
+    """Where and how a run happens: CPU count, load average, library versions.
+
+    Timings (``ms_per_1000``, ``seconds``) mean little without these: on a shared machine
+    they can be several times slower than on a quiet one.
+    """
+    import platform
+    import sys
+
+    conditions: dict[str, Any] = {
+        "device": device_description(),
+        "cpu_count": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "keras": keras.__version__,
+        "backend": keras.backend.backend(),
+        "platform": platform.platform(),
+    }
+    if hasattr(os, "getloadavg"):
+        conditions["load_average_1min"] = round(os.getloadavg()[0], 2)
+    return conditions
 
 
 def device_description() -> str:
@@ -620,37 +841,49 @@ def _run(
     data_path: str | os.PathLike[str] | None,
 ) -> ExperimentResult:
     start = time.perf_counter()
+    conditions_before = run_conditions()
     splits = prepare_data(config, data_path)
     teacher, teacher_history = train_teacher(config, splits)
-    train_targets = _cached_targets(teacher, splits.x_train, splits.y_train)
-    val_targets = _cached_targets(teacher, splits.x_val, splits.y_val)
-    teacher_predictions = predict_classes(teacher, splits.x_test)
+    train_targets, val_targets = teacher_soft_targets(teacher, splits)
 
-    pairs = []
-    predictions: dict[str, list[np.ndarray]] = {"scratch": [], "distilled": []}
-    for seed in config.seed_list():
-        pair = train_students(config, splits, teacher, seed, train_targets, val_targets)
-        predictions["scratch"].append(predict_classes(pair.scratch, splits.x_test))
-        predictions["distilled"].append(predict_classes(pair.distilled, splits.x_test))
-        if not pairs:
-            pairs.append(pair)  # keep the first seed's models for plots and saving
-    first = pairs[0]
+    # Every model is trained (and its epoch chosen on validation) before the test set is
+    # touched; the test set is used once, below.
+    trained = [
+        train_students(config, splits, teacher, seed, train_targets, val_targets)
+        for seed in config.seed_list()
+    ]
+    first = trained[0]  # the first seed's models are kept for plots and saving
     if save_student is not None:
         first.distilled.save(save_student)
 
+    teacher_predictions = predict_classes(teacher, splits.x_test)
+    predictions = {
+        name: [predict_classes(pair.models()[name], splits.x_test) for pair in trained]
+        for name in STUDENT_ROLES
+    }
+    load_before_timing = run_conditions().get("load_average_1min")
     reports = {
         "teacher": _report(
             "teacher", teacher, [teacher_predictions], splits.y_test, teacher_predictions,
-            splits.x_test,
+            splits.x_test, [teacher_history],
         ),
-        "scratch": _report(
-            "scratch", first.scratch, predictions["scratch"], splits.y_test,
-            teacher_predictions, splits.x_test,
-        ),
-        "distilled": _report(
-            "distilled", first.distilled, predictions["distilled"], splits.y_test,
-            teacher_predictions, splits.x_test,
-        ),
+    }
+    for name in STUDENT_ROLES:
+        reports[name] = _report(
+            name, first.models()[name], predictions[name], splits.y_test,
+            teacher_predictions, splits.x_test, [pair.histories[name] for pair in trained],
+        )
+    correct = {name: [p == splits.y_test for p in predictions[name]] for name in STUDENT_ROLES}
+    comparisons = {
+        f"{b}_vs_{a}": stats.compare(a, correct[a], b, correct[b]) for a, b in COMPARISONS
+    }
+    conditions = {
+        **conditions_before,
+        "load_average_1min": {
+            "start": conditions_before.get("load_average_1min"),
+            "before_timing": load_before_timing,
+            "end": run_conditions().get("load_average_1min"),
+        },
     }
     return ExperimentResult(
         config=config,
@@ -659,8 +892,12 @@ def _run(
         device=device_description(),
         histories={"teacher": teacher_history, **first.histories},
         artifacts=Artifacts(
-            teacher=teacher, scratch=first.scratch, distilled=first.distilled, splits=splits
+            teacher=teacher, scratch=first.scratch, distilled=first.distilled, splits=splits,
+            smoothed=first.smoothed,
+            predictions={"teacher": [teacher_predictions], **predictions},
         ),
+        comparisons=comparisons,
+        conditions=conditions,
         **reports,
     )
 
@@ -694,35 +931,134 @@ def check_output_path(path: str | os.PathLike[str], suffix: str | None, flag: st
 
 
 # ----------------------------------------------------------------------------- reporting
+def _points(fraction: float) -> str:
+    return f"{100 * fraction:+.2f}"
+
+
+def _p(value: float) -> str:
+    if math.isnan(value):
+        return "n/a"
+    return f"{value:.2g}" if value >= 1e-4 else f"{value:.1e}"
+
+
 def format_table(result: ExperimentResult) -> str:
     """The comparison table that ``kdlib distill`` prints and notebook 04 shows."""
     seeds = result.config.seeds
     header = (
         f"{'model':<10} {'params':>9} {'size KB':>8} {'test accuracy %':>16} "
-        f"{'errors':>7} {'agrees w/ teacher %':>20} {'ms / 1000 img':>14}"
+        f"{'errors':>7} {'agrees w/ teacher %':>20} {'best epochs':>16} {'ms / 1000 img':>14}"
     )
     lines = [header, "-" * len(header)]
-    for report in (result.teacher, result.scratch, result.distilled):
+    for report in (result.teacher, *result.students()):
         accuracy = f"{100 * report.test_accuracy:.2f}"
         if report.name != "teacher" and seeds > 1:
             accuracy += f" ± {100 * report.test_accuracy_std:.2f}"
+        epochs = ",".join(map(str, report.best_epochs))
         lines.append(
             f"{report.name:<10} {report.params:>9,} {report.size_bytes / 1024:>8.1f} "
             f"{accuracy:>16} {report.test_errors:>7,} {100 * report.agreement:>20.2f} "
-            f"{report.ms_per_1000:>14.2f}"
+            f"{epochs:>16} {report.ms_per_1000:>14.2f}"
         )
     config = result.config
     lines.append("")
     lines.append(
-        f"T = {config.temperature:g}, alpha = {config.alpha:g}, student epochs = "
-        f"{config.epochs}, teacher epochs = {config.teacher_epochs}, seeds = {seeds} "
+        f"T = {config.temperature:g}, alpha = {config.alpha:g}, label smoothing = "
+        f"{config.label_smoothing:g}, seeds = {seeds} "
         f"({', '.join(map(str, config.seed_list()))}), test images = {result.num_test:,}"
     )
-    line = f"distillation gain: {100 * result.gain:+.2f} points of test accuracy"
-    if seeds > 1:
-        noise = max(result.scratch.test_accuracy_std, result.distilled.test_accuracy_std)
-        relation = ">" if result.gain_exceeds_noise() else "<="
-        line += f" ({relation} the larger std, {100 * noise:.2f})"
-    lines.append(line)
+    lines.append(
+        f"each model keeps its best validation-accuracy epoch (patience {config.patience}; "
+        f"at most {config.epochs} student and {config.teacher_epochs} teacher epochs); "
+        "accuracy: mean ± std over seeds"
+    )
+    comparison = result.comparisons.get("distilled_vs_scratch")
+    if comparison is not None:
+        lines.append(f"distillation gain: {_gain_sentence(comparison)}")
     lines.append(f"{result.seconds:.0f} s on {result.device}")
+    return "\n".join(lines)
+
+
+def _gain_sentence(comparison: stats.PairedComparison) -> str:
+    mean = comparison.mean
+    text = f"{_points(mean.mean)} points of test accuracy"
+    if not math.isnan(mean.low):
+        text += (
+            f" (95 % CI {_points(mean.low)} to {_points(mean.high)}, paired t-test "
+            f"p = {_p(comparison.t_test.p_value)})"
+        )
+    return text
+
+
+def format_statistics(result: ExperimentResult) -> str:
+    """Every paired comparison: per-seed differences, mean with 95 % CI, paired t-test, and
+    McNemar's test per seed and pooled (differences in points of test accuracy)."""
+    lines = []
+    seeds = result.config.seed_list()
+    for name, c in result.comparisons.items():
+        lines.append(f"{c.b} - {c.a} ({name})")
+        lines.append(
+            "  per seed:  " + "  ".join(
+                f"seed {seed}: {_points(d)}" for seed, d in zip(seeds, c.differences)
+            )
+        )
+        if math.isnan(c.mean.low):
+            lines.append(f"  mean {_points(c.mean.mean)} points (one seed: no CI, no t-test)")
+        else:
+            lines.append(
+                f"  mean {_points(c.mean.mean)} points, 95 % CI [{_points(c.mean.low)}, "
+                f"{_points(c.mean.high)}]; paired t-test t({c.t_test.df}) = "
+                f"{c.t_test.statistic:.2f}, p = {_p(c.t_test.p_value)}"
+            )
+        lines.append(
+            f"  McNemar per seed (only {c.a} right / only {c.b} right, exact p):  " + "  ".join(
+                f"{m.only_a}/{m.only_b} p={_p(m.p_value)}" for m in c.mcnemar
+            )
+        )
+        lines.append(
+            f"  McNemar pooled over seeds: {c.pooled.only_a}/{c.pooled.only_b}, "
+            f"p = {_p(c.pooled.p_value)} (the same test images counted once per seed)"
+        )
+    return "\n".join(lines)
+
+
+def _verdict(c: stats.PairedComparison) -> str:
+    """Plain words for what a comparison shows (95 % CI of the mean difference)."""
+    if math.isnan(c.mean.low):
+        return "cannot be judged from one seed"
+    if c.mean.low > 0:
+        return f"**{c.b} is better** (the whole 95 % CI is above 0)"
+    if c.mean.high < 0:
+        return f"**{c.b} is worse** (the whole 95 % CI is below 0)"
+    return "**no clear difference** (the 95 % CI contains 0)"
+
+
+def summary_markdown(result: ExperimentResult) -> str:
+    """The conclusions of a run in Markdown, every number taken from ``result``.
+
+    Notebook 04 displays this instead of quoting numbers in hand-written prose.
+    """
+    config = result.config
+    lines = [
+        f"**This run** ({config.seeds} seed(s), {result.num_test:,} test images, "
+        f"{result.seconds / 60:.1f} min on {result.device}):",
+        "",
+        "| model | test accuracy % (mean ± std) | errors (mean) | best epochs per seed |",
+        "| --- | --- | --- | --- |",
+    ]
+    for report in (result.teacher, *result.students()):
+        accuracy = f"{100 * report.test_accuracy:.2f}"
+        if report.name != "teacher":
+            accuracy += f" ± {100 * report.test_accuracy_std:.2f}"
+        lines.append(
+            f"| {report.name} | {accuracy} | {report.test_errors} | "
+            f"{', '.join(map(str, report.best_epochs))} |"
+        )
+    lines.append("")
+    for c in result.comparisons.values():
+        sentence = f"- {c.b} − {c.a}: {_gain_sentence(c)}; McNemar pooled over seeds "
+        sentence += (
+            f"{c.pooled.only_a} vs {c.pooled.only_b} discordant images, "
+            f"p = {_p(c.pooled.p_value)}. Verdict: {_verdict(c)}."
+        )
+        lines.append(sentence)
     return "\n".join(lines)
