@@ -46,6 +46,8 @@ def test_model_choices_match_the_experiment():
         (["--seeds", "two"], ["--seeds", "'two'"]),
         (["--seed", "-1"], ["--seed", "'-1'"]),
         (["--batch-size", "0"], ["--batch-size", "'0'"]),
+        (["--label-smoothing", "1"], ["--label-smoothing", "'1'", "[0, 1)"]),
+        (["--patience", "0"], ["--patience", "'0'"]),
     ],
 )
 def test_invalid_flags_exit_nonzero_with_one_clear_line(argv, fragments, capsys, no_training):
@@ -102,6 +104,7 @@ def test_fast_distill_writes_json_plot_and_a_plain_keras_student(tmp_path, monke
     status = cli.main([
         "distill", "--fast", "--epochs", "1", "--teacher-epochs", "1", "--seeds", "2",
         "--seed", "3", "--temperature", "5", "--alpha", "0.2", "--batch-size", "100",
+        "--label-smoothing", "0.2", "--patience", "2",
         "--json", str(out / "r.json"), "--plot", str(out / "c.png"),
         "--save-student", str(out / "s.keras"),
     ])
@@ -109,13 +112,20 @@ def test_fast_distill_writes_json_plot_and_a_plain_keras_student(tmp_path, monke
     assert "KDLIB_FAST" not in os.environ  # --fast does not leak out of the command
 
     printed = capsys.readouterr().out
-    for word in ("teacher", "scratch", "distilled", "test accuracy"):
+    for word in ("teacher", "scratch", "smoothed", "distilled", "test accuracy",
+                 "95 % CI", "McNemar pooled"):
         assert word in printed
     report = json.loads((out / "r.json").read_text())
     assert report["temperature"] == 5.0 and report["alpha"] == 0.2 and report["seeds"] == 2
+    assert report["label_smoothing"] == 0.2 and report["stopping"]["patience"] == 2
+    assert report["seed_list"] == [3, 4] and report["test_images"] == 2000
+    assert set(report["comparisons"]) == {
+        "distilled_vs_scratch", "distilled_vs_smoothed", "smoothed_vs_scratch",
+    }
     assert report["teacher"]["params"] == 421_642
     assert report["scratch"]["params"] == report["distilled"]["params"] == 39_760
-    for name in ("scratch", "distilled"):
+    for name in ("scratch", "smoothed", "distilled"):
+        assert report[name]["best_epochs"] == [1, 1]
         errors = report[name]["test_errors"]
         # test_errors is the mean over seeds rounded: within 1 of 2,000 * (1 - accuracy).
         assert abs(errors - 2000 * (1 - report[name]["test_accuracy"])) <= 1
