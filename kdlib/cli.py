@@ -18,11 +18,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import sys
-from collections.abc import Iterator, Sequence
-from typing import NoReturn
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NoReturn, TypeVar
+
+from kdlib import validate
+
+T = TypeVar("T")
 
 # The names of kdlib.experiment.TEACHERS and STUDENTS (a test keeps them in step), so that
 # `kdlib --help` and flag errors answer without importing TensorFlow.
@@ -37,72 +40,32 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def _temperature(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(
-            f"must be a finite number > 0, got {text!r}; e.g. --temperature 6"
-        )
-    return value
+def _flag(
+    check: Callable[..., T], parse: Callable[[str], Any], **kwargs: Any
+) -> Callable[[str], T]:
+    """An argparse ``type``: parse the text, then check it with a :mod:`kdlib.validate` rule."""
 
+    def convert(text: str) -> T:
+        try:
+            value = parse(text)
+        except ValueError:
+            value = text  # the check refuses the text and quotes it
+        try:
+            return check(value, **kwargs)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
 
-def _alpha(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(
-            f"must be a number in [0, 1] (the weight of the hard-label loss), got {text!r}; "
-            "e.g. --alpha 0.1"
-        )
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}; e.g. 3")
-    return value
-
-
-def _label_smoothing(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(
-            f"must be a number in [0, 1), got {text!r}; e.g. --label-smoothing 0.1"
-        )
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}; e.g. 0")
-    return value
+    return convert
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``kdlib`` and its ``distill`` command."""
-    parser = _OneLineParser(
-        prog="kdlib", description="Knowledge distillation course tools."
-    )
+    parser = _OneLineParser(prog="kdlib", description="Knowledge distillation course tools.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     distill = commands.add_parser(
         "distill",
-        help="train a teacher, then a student from scratch and by distillation; compare",
+        help="train a teacher, then a student from scratch, with label smoothing and by "
+        "distillation; compare them over paired seeds",
         description=(
             "Train a teacher on MNIST, then the same small student three times per seed "
             "from identical initial weights and batches: from the labels alone (scratch), "
@@ -113,40 +76,93 @@ def build_parser() -> argparse.ArgumentParser:
             "full configuration, or the fast one with --fast or KDLIB_FAST=1."
         ),
     )
-    distill.add_argument("--teacher", choices=TEACHER_CHOICES, default="cnn",
-                         help="teacher architecture (default: cnn)")
-    distill.add_argument("--student", choices=STUDENT_CHOICES, default="mlp",
-                         help="student architecture (default: mlp, 50 hidden units)")
-    distill.add_argument("--temperature", type=_temperature, default=None,
-                         help="distillation temperature T > 0 (default: 4)")
-    distill.add_argument("--alpha", type=_alpha, default=None,
-                         help="weight of the hard-label loss, in [0, 1] (default: 0.3)")
-    distill.add_argument("--label-smoothing", type=_label_smoothing, default=None,
-                         help="label smoothing of the control student, in [0, 1) "
-                              "(default: 0.1)")
-    distill.add_argument("--epochs", type=_positive_int, default=None,
-                         help="most epochs of each student (default: 40, fast 3)")
-    distill.add_argument("--teacher-epochs", type=_positive_int, default=None,
-                         help="most epochs of the teacher (default: 8, fast 2)")
-    distill.add_argument("--patience", type=_positive_int, default=None,
-                         help="stop a model after N epochs without a better validation "
-                              "accuracy, keeping its best epoch (default: 5)")
-    distill.add_argument("--batch-size", type=_positive_int, default=None,
-                         help="mini-batch size (default: 128)")
-    distill.add_argument("--seeds", type=_positive_int, default=None,
-                         help="train the students N times with seeds seed..seed+N-1, "
-                              "paired (default: 5, fast 2)")
-    distill.add_argument("--seed", type=_non_negative_int, default=0,
-                         help="first seed (default: 0)")
-    distill.add_argument("--fast", action="store_true",
-                         help="fast configuration (a data subset, few epochs), the same as "
-                              "KDLIB_FAST=1")
-    distill.add_argument("--json", metavar="PATH", default=None,
-                         help="write the results as JSON to PATH")
-    distill.add_argument("--plot", metavar="PATH", default=None,
-                         help="write a PNG bar chart of the comparison to PATH")
-    distill.add_argument("--save-student", metavar="PATH", default=None,
-                         help="save the distilled student (first seed) as a .keras file")
+    distill.add_argument(
+        "--teacher",
+        choices=TEACHER_CHOICES,
+        default="cnn",
+        help="teacher architecture (default: cnn)",
+    )
+    distill.add_argument(
+        "--student",
+        choices=STUDENT_CHOICES,
+        default="mlp",
+        help="student architecture (default: mlp, 50 hidden units)",
+    )
+    distill.add_argument(
+        "--temperature",
+        type=_flag(validate.temperature, float, name="--temperature"),
+        default=None,
+        help="distillation temperature T > 0 (default: 4)",
+    )
+    distill.add_argument(
+        "--alpha",
+        type=_flag(validate.alpha, float, name="--alpha"),
+        default=None,
+        help="weight of the hard-label loss, in [0, 1] (default: 0.3)",
+    )
+    distill.add_argument(
+        "--epochs",
+        type=_flag(validate.positive_int, int, name="--epochs"),
+        default=None,
+        help="most epochs of each student (default: 40, fast 3)",
+    )
+    distill.add_argument(
+        "--teacher-epochs",
+        type=_flag(validate.positive_int, int, name="--teacher-epochs"),
+        default=None,
+        help="most epochs of the teacher (default: 8, fast 2)",
+    )
+    distill.add_argument(
+        "--patience",
+        type=_flag(validate.positive_int, int, name="--patience"),
+        default=None,
+        help="stop a model after N epochs without a better validation accuracy, keeping "
+        "its best epoch (default: 5)",
+    )
+    distill.add_argument(
+        "--label-smoothing",
+        type=_flag(validate.label_smoothing, float, name="--label-smoothing"),
+        default=None,
+        help="label smoothing of the control student, in [0, 1) (default: 0.1)",
+    )
+    distill.add_argument(
+        "--batch-size",
+        type=_flag(validate.positive_int, int, name="--batch-size"),
+        default=None,
+        help="mini-batch size (default: 128)",
+    )
+    distill.add_argument(
+        "--seeds",
+        type=_flag(validate.positive_int, int, name="--seeds"),
+        default=None,
+        help="train the students N times with seeds seed..seed+N-1, paired (default: 5, fast 2)",
+    )
+    distill.add_argument(
+        "--seed",
+        type=_flag(validate.non_negative_int, int, name="--seed"),
+        default=0,
+        help="first seed (default: 0)",
+    )
+    distill.add_argument(
+        "--fast",
+        action="store_true",
+        help="fast configuration (a data subset, few epochs), the same as KDLIB_FAST=1",
+    )
+    distill.add_argument(
+        "--json", metavar="PATH", default=None, help="write the results as JSON to PATH"
+    )
+    distill.add_argument(
+        "--plot",
+        metavar="PATH",
+        default=None,
+        help="write a PNG chart of the comparison (every seed, and sizes) to PATH",
+    )
+    distill.add_argument(
+        "--save-student",
+        metavar="PATH",
+        default=None,
+        help="save the distilled student (first seed) as a .keras file",
+    )
     return parser
 
 
@@ -176,8 +192,6 @@ def _fail(message: str) -> NoReturn:
 
 
 def _distill(args: argparse.Namespace) -> int:
-    from kdlib import experiment  # imports Keras and TensorFlow: only once flags look sane
-
     for flag, path, suffix in (
         ("--json", args.json, None),
         ("--plot", args.plot, ".png"),
@@ -185,9 +199,12 @@ def _distill(args: argparse.Namespace) -> int:
     ):
         if path is not None:
             try:
-                experiment.check_output_path(path, suffix=suffix, flag=flag)
+                validate.output_path(path, suffix=suffix, name=flag)
             except ValueError as err:
                 _fail(str(err))
+    # Keras and TensorFlow are imported only once every flag and path looks sane.
+    from kdlib import conclusions, experiment, report
+
     with _fast_mode(args.fast):
         try:
             config = experiment.ExperimentConfig.default(
@@ -208,9 +225,9 @@ def _distill(args: argparse.Namespace) -> int:
         result = experiment.run_experiment(config, save_student=args.save_student)
 
     print()
-    print(experiment.format_table(result))
+    print(report.format_table(result))
     print()
-    print(experiment.format_statistics(result))
+    print(conclusions.format_statistics(result))
     if args.json is not None:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(result.to_json_dict(), f, indent=2)
@@ -219,7 +236,7 @@ def _distill(args: argparse.Namespace) -> int:
     if args.plot is not None:
         import matplotlib.pyplot as plt
 
-        from kdlib.plotting import plot_comparison
+        from kdlib.experiment_plots import plot_comparison
 
         reports = (result.teacher, *result.students())
         fig = plot_comparison(

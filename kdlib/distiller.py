@@ -17,31 +17,17 @@ Soft targets can be *online* (the teacher runs on every batch; needed with augme
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 import keras
 from keras import ops
 
-from kdlib.losses import DistillationLoss, check_temperature
+from kdlib import validate
+from kdlib.losses import DistillationLoss
 
 LABELS_KEY = "labels"
 TEACHER_LOGITS_KEY = "teacher_logits"
-
-
-def check_alpha(alpha: Any) -> float:
-    """Return ``alpha`` as a float, or raise if it is not a number in [0, 1]."""
-    try:
-        value = float(alpha)
-    except (TypeError, ValueError):
-        value = math.nan
-    if isinstance(alpha, bool) or not 0.0 <= value <= 1.0:
-        raise ValueError(
-            f"alpha must be a number in [0, 1] (the weight of the hard-label loss), got "
-            f"{alpha!r}; alpha=0.1 gives 10% hard labels and 90% distillation."
-        )
-    return value
 
 
 def applies_softmax(model: keras.Model) -> bool:
@@ -211,8 +197,8 @@ class Distiller(keras.Model):
         **kwargs
             Passed to ``keras.Model.compile`` (e.g. ``jit_compile``, ``steps_per_execution``).
         """
-        self.alpha = check_alpha(alpha)
-        self.temperature = check_temperature(temperature)
+        self.alpha = validate.alpha(alpha)
+        self.temperature = validate.temperature(temperature)
         if kwargs.get("loss") is not None:
             raise ValueError(
                 "Distiller.compile() takes student_loss_fn and distillation_loss_fn, not "
@@ -238,9 +224,7 @@ class Distiller(keras.Model):
             alpha=self.alpha,
             temperature=self.temperature,
             student_loss_fn=keras.saving.serialize_keras_object(self.student_loss_fn),
-            distillation_loss_fn=keras.saving.serialize_keras_object(
-                self.distillation_loss_fn
-            ),
+            distillation_loss_fn=keras.saving.serialize_keras_object(self.distillation_loss_fn),
         )
         return config
 

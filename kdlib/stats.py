@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from kdlib import validate
+
 
 def _vector(values: Any, name: str) -> np.ndarray:
     array = np.asarray(values, dtype=np.float64)
@@ -31,14 +33,6 @@ def _vector(values: Any, name: str) -> np.ndarray:
             f"{np.asarray(values).tolist()!r}."
         )
     return array
-
-
-def _check_confidence(confidence: float) -> float:
-    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not (
-        0.0 < confidence < 1.0
-    ):
-        raise ValueError(f"confidence must be a number in (0, 1), got {confidence!r}; e.g. 0.95.")
-    return float(confidence)
 
 
 @dataclass(frozen=True)
@@ -69,7 +63,7 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> MeanCI:
     from scipy import stats  # imported here: kdlib modules import fast
 
     x = _vector(values, "values")
-    confidence = _check_confidence(confidence)
+    confidence = validate.confidence(confidence)
     mean = float(np.mean(x))
     if x.size < 2:
         return MeanCI(mean, math.nan, math.nan, confidence, int(x.size))

@@ -34,20 +34,20 @@ def test_model_choices_match_the_experiment():
 @pytest.mark.parametrize(
     ("argv", "fragments"),
     [
-        (["--temperature", "0"], ["--temperature", "'0'", "> 0"]),
-        (["--temperature", "-3"], ["--temperature", "'-3'"]),
-        (["--temperature", "nan"], ["--temperature", "'nan'"]),
+        (["--temperature", "0"], ["--temperature", "got 0.0", "> 0"]),
+        (["--temperature", "-3"], ["--temperature", "got -3.0"]),
+        (["--temperature", "nan"], ["--temperature", "got nan"]),
         (["--temperature", "warm"], ["--temperature", "'warm'"]),
-        (["--alpha", "1.5"], ["--alpha", "'1.5'", "[0, 1]"]),
-        (["--alpha", "-0.1"], ["--alpha", "'-0.1'"]),
+        (["--alpha", "1.5"], ["--alpha", "got 1.5", "[0, 1]"]),
+        (["--alpha", "-0.1"], ["--alpha", "got -0.1"]),
         (["--teacher", "resnet"], ["--teacher", "'resnet'", "cnn"]),
         (["--student", "vit"], ["--student", "'vit'", "mlp"]),
-        (["--epochs", "0"], ["--epochs", "'0'"]),
+        (["--epochs", "0"], ["--epochs", "got 0"]),
         (["--seeds", "two"], ["--seeds", "'two'"]),
-        (["--seed", "-1"], ["--seed", "'-1'"]),
-        (["--batch-size", "0"], ["--batch-size", "'0'"]),
-        (["--label-smoothing", "1"], ["--label-smoothing", "'1'", "[0, 1)"]),
-        (["--patience", "0"], ["--patience", "'0'"]),
+        (["--seed", "-1"], ["--seed", "got -1"]),
+        (["--batch-size", "0"], ["--batch-size", "got 0"]),
+        (["--label-smoothing", "1"], ["--label-smoothing", "got 1.0", "[0, 1)"]),
+        (["--patience", "0"], ["--patience", "got 0"]),
     ],
 )
 def test_invalid_flags_exit_nonzero_with_one_clear_line(argv, fragments, capsys, no_training):
@@ -85,7 +85,9 @@ def test_console_module_rejects_a_bad_flag_without_training():
     """The entry point itself (as the `kdlib` console script runs it), in a fresh process."""
     done = subprocess.run(
         [sys.executable, "-m", "kdlib.cli", "distill", "--alpha", "2"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "--alpha" in done.stderr
@@ -101,26 +103,58 @@ def test_fast_distill_writes_json_plot_and_a_plain_keras_student(tmp_path, monke
     monkeypatch.delenv("KDLIB_FAST", raising=False)
     out = tmp_path / "out"
     out.mkdir()
-    status = cli.main([
-        "distill", "--fast", "--epochs", "1", "--teacher-epochs", "1", "--seeds", "2",
-        "--seed", "3", "--temperature", "5", "--alpha", "0.2", "--batch-size", "100",
-        "--label-smoothing", "0.2", "--patience", "2",
-        "--json", str(out / "r.json"), "--plot", str(out / "c.png"),
-        "--save-student", str(out / "s.keras"),
-    ])
+    status = cli.main(
+        [
+            "distill",
+            "--fast",
+            "--epochs",
+            "1",
+            "--teacher-epochs",
+            "1",
+            "--seeds",
+            "2",
+            "--seed",
+            "3",
+            "--temperature",
+            "5",
+            "--alpha",
+            "0.2",
+            "--batch-size",
+            "100",
+            "--label-smoothing",
+            "0.2",
+            "--patience",
+            "2",
+            "--json",
+            str(out / "r.json"),
+            "--plot",
+            str(out / "c.png"),
+            "--save-student",
+            str(out / "s.keras"),
+        ]
+    )
     assert status == 0
     assert "KDLIB_FAST" not in os.environ  # --fast does not leak out of the command
 
     printed = capsys.readouterr().out
-    for word in ("teacher", "scratch", "smoothed", "distilled", "test accuracy",
-                 "95 % CI", "McNemar pooled"):
+    for word in (
+        "teacher",
+        "scratch",
+        "smoothed",
+        "distilled",
+        "test accuracy",
+        "95 % CI",
+        "McNemar pooled",
+    ):
         assert word in printed
     report = json.loads((out / "r.json").read_text())
     assert report["temperature"] == 5.0 and report["alpha"] == 0.2 and report["seeds"] == 2
     assert report["label_smoothing"] == 0.2 and report["stopping"]["patience"] == 2
     assert report["seed_list"] == [3, 4] and report["test_images"] == 2000
     assert set(report["comparisons"]) == {
-        "distilled_vs_scratch", "distilled_vs_smoothed", "smoothed_vs_scratch",
+        "distilled_vs_scratch",
+        "distilled_vs_smoothed",
+        "smoothed_vs_scratch",
     }
     assert report["teacher"]["params"] == 421_642
     assert report["scratch"]["params"] == report["distilled"]["params"] == 39_760

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 from reference import write_learnable_mnist
 
+from kdlib import conclusions
 from kdlib import experiment as ex
+from kdlib.report import format_table
 
 TINY = {
     "epochs": 2,
@@ -65,8 +67,16 @@ def test_default_config_follows_fast_mode(monkeypatch):
     assert full.seeds >= 5 and fast.seeds >= 2  # >= 2 seeds: a CI and a t-test exist
     assert fast.patience == full.patience  # the stopping rule is the same in both modes
     # Only sizes, epochs and the number of seeds differ between the two modes.
-    same = {"teacher", "student", "temperature", "alpha", "label_smoothing", "batch_size",
-            "patience", "seed"}
+    same = {
+        "teacher",
+        "student",
+        "temperature",
+        "alpha",
+        "label_smoothing",
+        "batch_size",
+        "patience",
+        "seed",
+    }
     assert {k: getattr(fast, k) for k in same} == {k: getattr(full, k) for k in same}
 
 
@@ -83,8 +93,8 @@ def test_parameter_counts_match_hand_computed_formulas():
     # MLP student 784 -> 50 -> 10: weights plus biases of each Dense layer.
     mlp_student = 784 * 50 + 50 + 50 * 10 + 10
     # CNN teacher: 3x3 convs (1 -> 32, 32 -> 64), two 2x2 pools (28 -> 14 -> 7), Dense 128.
-    cnn_teacher = (9 * 1 * 32 + 32) + (9 * 32 * 64 + 64) + (7 * 7 * 64 * 128 + 128) + (
-        128 * 10 + 10
+    cnn_teacher = (
+        (9 * 1 * 32 + 32) + (9 * 32 * 64 + 64) + (7 * 7 * 64 * 128 + 128) + (128 * 10 + 10)
     )
     mlp_teacher = (784 * 1200 + 1200) + (1200 * 1200 + 1200) + (1200 * 10 + 10)
     cnn_student = (9 * 8 + 8) + (9 * 8 * 16 + 16) + (7 * 7 * 16 * 32 + 32) + (32 * 10 + 10)
@@ -121,8 +131,12 @@ def test_prepare_data_splits_scales_and_holds_out_validation(tmp_path):
     config = ex.ExperimentConfig(**TINY)
     splits = ex.prepare_data(config, path)
     assert splits.shapes() == {
-        "x_train": (400, 28, 28), "y_train": (400,), "x_val": (100, 28, 28),
-        "y_val": (100,), "x_test": (200, 28, 28), "y_test": (200,),
+        "x_train": (400, 28, 28),
+        "y_train": (400,),
+        "x_val": (100, 28, 28),
+        "y_val": (100,),
+        "x_test": (200, 28, 28),
+        "y_test": (200,),
     }
     assert splits.x_train.dtype == np.float32 and splits.x_train.max() == 1.0
     assert np.bincount(splits.y_train).tolist() == [40] * 10  # class-balanced subset
@@ -157,7 +171,8 @@ def test_with_alpha_one_and_no_smoothing_all_three_students_are_equal(tiny_split
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     assert len(pair.histories["scratch"]["loss"]) == config.epochs
     np.testing.assert_allclose(
-        pair.histories["scratch"]["loss"], pair.histories["distilled"]["student_loss"],
+        pair.histories["scratch"]["loss"],
+        pair.histories["distilled"]["student_loss"],
         rtol=1e-4,
     )
     np.testing.assert_allclose(
@@ -211,9 +226,7 @@ def test_report_numbers_agree_with_independent_evaluation(tiny_result):
         assert len(report.best_epochs) == len(report.epochs_run) == 2
         assert all(1 <= b <= r <= 2 for b, r in zip(report.best_epochs, report.epochs_run))
         assert report.test_accuracy == pytest.approx(np.mean(report.test_accuracies))
-        assert report.test_accuracy_std == pytest.approx(
-            np.std(report.test_accuracies, ddof=1)
-        )
+        assert report.test_accuracy_std == pytest.approx(np.std(report.test_accuracies, ddof=1))
         per_seed_errors = [round(200 * (1 - a)) for a in report.test_accuracies]
         assert report.test_errors == round(statistics.mean(per_seed_errors))
         assert 0.0 <= report.agreement <= 1.0 and report.ms_per_1000 > 0
@@ -245,7 +258,9 @@ def test_paired_statistics_match_an_independent_count(tiny_result):
     predictions = result.artifacts.predictions
     assert [len(predictions[n]) for n in ("teacher", *ex.STUDENT_ROLES)] == [1, 2, 2, 2]
     assert set(result.comparisons) == {
-        "distilled_vs_scratch", "distilled_vs_smoothed", "smoothed_vs_scratch",
+        "distilled_vs_scratch",
+        "distilled_vs_smoothed",
+        "smoothed_vs_scratch",
     }
     for a, b in ex.COMPARISONS:
         c = result.comparisons[f"{b}_vs_{a}"]
@@ -270,8 +285,16 @@ def test_json_dict_keeps_the_old_fields_and_adds_the_protocol(tiny_result):
         assert key in report
     assert {"params", "test_accuracy", "test_errors"} <= set(report["teacher"])
     student_keys = {
-        "params", "test_accuracy", "test_accuracy_std", "test_errors", "test_accuracies",
-        "test_errors_per_seed", "best_epochs", "epochs_run", "agreement", "size_bytes",
+        "params",
+        "test_accuracy",
+        "test_accuracy_std",
+        "test_errors",
+        "test_accuracies",
+        "test_errors_per_seed",
+        "best_epochs",
+        "epochs_run",
+        "agreement",
+        "size_bytes",
         "ms_per_1000",
     }
     for name in ("scratch", "smoothed", "distilled"):
@@ -293,7 +316,10 @@ def test_json_dict_keeps_the_old_fields_and_adds_the_protocol(tiny_result):
     assert report["seed_list"] == [7, 8] and report["test_images"] == 200
     assert type(report["seconds"]) is float and report["seconds"] > 0
     assert report["stopping"] == {
-        "monitor": "val_accuracy", "patience": 5, "max_epochs": 2, "teacher_max_epochs": 1,
+        "monitor": "val_accuracy",
+        "patience": 5,
+        "max_epochs": 2,
+        "teacher_max_epochs": 1,
         "restore_best_weights": True,
     }
     gain = report["comparisons"]["distilled_vs_scratch"]
@@ -305,13 +331,13 @@ def test_json_dict_keeps_the_old_fields_and_adds_the_protocol(tiny_result):
 
 def test_table_lists_every_model(tiny_result):
     result, _ = tiny_result
-    table = ex.format_table(result)
+    table = format_table(result)
     for name in ("teacher", "scratch", "smoothed", "distilled", "39,760", "±", "95 % CI"):
         assert name in table
-    statistics_text = ex.format_statistics(result)
+    statistics_text = conclusions.format_statistics(result)
     for name in ("distilled_vs_scratch", "smoothed_vs_scratch", "McNemar pooled", "t(1)"):
         assert name in statistics_text
-    summary = ex.summary_markdown(result)
+    summary = conclusions.summary_markdown(result)
     assert f"{100 * result.distilled.test_accuracy:.2f}" in summary and "Verdict" in summary
 
 

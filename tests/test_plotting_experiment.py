@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from reference import np_softmax  # noqa: E402
 
-from kdlib import plotting  # noqa: E402
+from kdlib import experiment_plots as plotting  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -65,7 +65,8 @@ def test_digit_grid_captions_every_prediction():
 
 def test_comparison_draws_every_seed_and_the_mean_and_says_where_the_axis_starts():
     fig = plotting.plot_comparison(
-        ["teacher", "scratch", "distilled"], [0.99, [0.97, 0.972], [0.978, 0.976]],
+        ["teacher", "scratch", "distilled"],
+        [0.99, [0.97, 0.972], [0.978, 0.976]],
         params=[421_642, 39_760, 39_760],
     )
     accuracy_ax, size_ax = fig.axes

@@ -120,8 +120,10 @@ def test_compare_pairs_seeds_and_reports_json_types():
     expected = [np.mean(b) - np.mean(a) for a, b in zip(correct_a, correct_b)]
     assert result.differences == pytest.approx(expected)
     assert result.mean.mean == pytest.approx(np.mean(expected))
-    assert all(m.only_a == 0 and m.only_b == int(np.sum(b & ~a))
-               for m, a, b in zip(result.mcnemar, correct_a, correct_b))
+    assert all(
+        m.only_a == 0 and m.only_b == int(np.sum(b & ~a))
+        for m, a, b in zip(result.mcnemar, correct_a, correct_b)
+    )
     assert result.pooled.only_b == sum(m.only_b for m in result.mcnemar)
     report = result.to_dict()
     assert report["a"] == "scratch" and report["b"] == "distilled"
