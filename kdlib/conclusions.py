@@ -72,6 +72,8 @@ def verdict(c: stats.PairedComparison) -> str:
     """Plain words for what a comparison shows (95 % CI of the mean difference)."""
     if math.isnan(c.mean.low):
         return "cannot be judged from one seed"
+    if math.isnan(c.t_test.p_value):
+        return "cannot be judged: the per-seed differences do not vary"
     if c.mean.low > 0:
         return f"**{c.b} is better** (the whole 95 % CI is above 0)"
     if c.mean.high < 0:

@@ -122,7 +122,7 @@ def plot_paired_differences(comparisons: Sequence[Any], ax: Axes | None = None) 
         d = 100 * np.asarray(c.differences, dtype=np.float64)
         offsets = np.linspace(-0.12, 0.12, len(d)) if len(d) > 1 else np.zeros(1)
         ax.plot(i + offsets, d, "o", color=f"C{i}", alpha=0.7, ls="none")
-        if len(d) > 1:
+        if len(d) > 1 and c.mean.high > c.mean.low:  # no zero-width interval
             mean, low, high = (100 * c.mean.mean, 100 * c.mean.low, 100 * c.mean.high)
             ax.errorbar(
                 [i + 0.3],
