@@ -132,7 +132,7 @@ def plot_paired_differences(comparisons: Sequence[Any], ax: Axes | None = None) 
                 color="black",
                 capsize=5,
             )
-    ax.set_xticks(range(len(comparisons)), [f"{c.b} − {c.a}" for c in comparisons])
+    ax.set_xticks(range(len(comparisons)), [f"{c.b}\n− {c.a}" for c in comparisons])
     ax.set_xlim(-0.5, len(comparisons) - 0.3)
     ax.set_ylabel("difference of test accuracy\n(points)")
     n = len(comparisons[0].differences)
