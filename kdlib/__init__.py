@@ -6,7 +6,8 @@ logits), :mod:`kdlib.data` (MNIST), :mod:`kdlib.models` (teacher and student fac
 :mod:`kdlib.experiment` (the MNIST experiment; :mod:`kdlib.experiment_config`,
 :mod:`kdlib.report`, :mod:`kdlib.conclusions`), :mod:`kdlib.stats` (paired t-test, confidence
 interval, McNemar), :mod:`kdlib.plotting` and :mod:`kdlib.experiment_plots`,
-:mod:`kdlib.widgets`, :mod:`kdlib.check` (exercise self-checks), :mod:`kdlib.formatting`
+:mod:`kdlib.widgets`, :mod:`kdlib.check` (exercise self-checks; engine in
+:mod:`kdlib.grading`), :mod:`kdlib.formatting`
 (``fmt``), :mod:`kdlib.validate` (argument checks), :mod:`kdlib.config` (fast mode).
 
 ``kdlib.Distiller`` is imported lazily, so ``import kdlib.config`` (and ``kdlib --help``)
@@ -36,6 +37,7 @@ _SUBMODULES = (
     "experiment_config",
     "experiment_plots",
     "formatting",
+    "grading",
     "losses",
     "models",
     "plotting",

@@ -92,7 +92,8 @@ def test_the_statistics_recomputed_from_the_per_seed_numbers(results, key):
 def _readme_results_section() -> str:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     start = text.index("**Results of a full run.**")
-    return text[start : text.index("\n## ", start)]
+    end = text.find("\n## ", start)
+    return text[start:] if end == -1 else text[start:end]
 
 
 def test_the_readme_quotes_the_committed_numbers(results):
