@@ -50,7 +50,8 @@ def format_statistics(result: ExperimentResult) -> str:
             + "  ".join(f"seed {seed}: {_points(d)}" for seed, d in zip(seeds, c.differences))
         )
         if math.isnan(c.mean.low):
-            lines.append(f"  mean {_points(c.mean.mean)} points (one seed: no CI, no t-test)")
+            why = "one seed" if len(c.differences) < 2 else "the differences do not vary"
+            lines.append(f"  mean {_points(c.mean.mean)} points ({why}: no CI, no t-test)")
         else:
             lines.append(
                 f"  mean {_points(c.mean.mean)} points, 95 % CI [{_points(c.mean.low)}, "
@@ -70,9 +71,9 @@ def format_statistics(result: ExperimentResult) -> str:
 
 def verdict(c: stats.PairedComparison) -> str:
     """Plain words for what a comparison shows (95 % CI of the mean difference)."""
-    if math.isnan(c.mean.low):
+    if len(c.differences) < 2:
         return "cannot be judged from one seed"
-    if math.isnan(c.t_test.p_value):
+    if math.isnan(c.mean.low):
         return "cannot be judged: the per-seed differences do not vary"
     if c.mean.low > 0:
         return f"**{c.b} is better** (the whole 95 % CI is above 0)"

@@ -39,7 +39,8 @@ def _vector(values: Any, name: str) -> np.ndarray:
 class MeanCI:
     """A sample mean with a two-sided Student-t confidence interval.
 
-    ``low`` and ``high`` are NaN for a single value (no spread to estimate).
+    ``low`` and ``high`` are NaN for a single value, or when all values are equal: there is
+    no spread to estimate an interval from (a zero-width interval would claim certainty).
     """
 
     mean: float
@@ -65,7 +66,7 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> MeanCI:
     x = _vector(values, "values")
     confidence = validate.confidence(confidence)
     mean = float(np.mean(x))
-    if x.size < 2:
+    if x.size < 2 or np.all(x == x[0]):
         return MeanCI(mean, math.nan, math.nan, confidence, int(x.size))
     half = float(stats.t.ppf(0.5 + confidence / 2, df=x.size - 1)) * float(
         np.std(x, ddof=1) / math.sqrt(x.size)

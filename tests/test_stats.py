@@ -56,8 +56,11 @@ def test_one_seed_has_no_interval_and_no_test():
     ci = stats.mean_ci([0.004])
     assert ci.mean == 0.004 and math.isnan(ci.low) and math.isnan(ci.high)
     assert math.isnan(stats.paired_t_test([0.97], [0.98]).p_value)
-    # Identical differences: no spread, so no t statistic (not a division by zero).
+    # Identical differences: no spread, so no t statistic (not a division by zero) and no
+    # interval (not one of zero width).
     assert math.isnan(stats.paired_t_test([1.0, 2.0], [2.0, 3.0]).statistic)
+    flat = stats.mean_ci([0.01, 0.01, 0.01])
+    assert flat.mean == pytest.approx(0.01) and math.isnan(flat.low) and math.isnan(flat.high)
 
 
 @pytest.mark.parametrize(
