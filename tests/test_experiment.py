@@ -363,10 +363,14 @@ def test_table_has_one_row_per_model_with_its_numbers(tiny_result):
         assert f"{model.params:,}" in row and f"{100 * model.test_accuracy:.2f}" in row
     assert f"± {100 * result.scratch.test_accuracy_std:.2f}" in rows["scratch"]
     assert f"{100 * result.gain:+.2f} points" in format_table(result)
-    assert "smoothed" in rows and "95 % CI" in format_table(result)
+    assert "smoothed" in rows
+    gain = result.comparisons["distilled_vs_scratch"]
+    # A CI only where the per-seed differences vary (the tiny students may all tie).
+    assert ("95 % CI" in format_table(result)) == (gain.mean.high > gain.mean.low)
     statistics_text = conclusions.format_statistics(result)
-    for name in ("distilled_vs_scratch", "smoothed_vs_scratch", "McNemar pooled", "t(1)"):
+    for name in ("distilled_vs_scratch", "smoothed_vs_scratch", "McNemar pooled"):
         assert name in statistics_text
+    assert statistics_text.count("t(1)") + statistics_text.count("no CI, no t-test") == 3
     summary = conclusions.summary_markdown(result)
     assert f"{100 * result.distilled.test_accuracy:.2f}" in summary and "Verdict" in summary
 
