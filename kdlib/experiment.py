@@ -31,7 +31,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from kdlib import data, stats, validate
+from kdlib import data, io, stats, validate
 from kdlib.distiller import Distiller
 from kdlib.experiment_config import (
     COMPARISONS,
@@ -127,7 +127,7 @@ def twin_students(name: str, seed: int, copies: int = 2) -> tuple[keras.Model, .
     return tuple(twins)
 
 
-def check_compression(teacher: keras.Model, student: keras.Model) -> float:
+def compression_ratio(teacher: keras.Model, student: keras.Model) -> float:
     """Return teacher/student parameters; raise if the student is not >= 10x smaller."""
     ratio = teacher.count_params() / student.count_params()
     if ratio < MIN_COMPRESSION:
@@ -308,7 +308,7 @@ def train_students(
     if train_targets is None or val_targets is None:
         train_targets, val_targets = teacher_soft_targets(teacher, splits)
     scratch, smooth, distilled = twin_students(config.student, seed, copies=3)
-    check_compression(teacher, scratch)
+    compression_ratio(teacher, scratch)
     histories: dict[str, dict[str, list[float]]] = {}
 
     def timed(name: str, train: Callable[[], dict[str, list[float]]]) -> None:
@@ -423,7 +423,8 @@ def _run_pipeline(
     ]
     first = trained[0]  # the first seed's models are kept for plots and saving
     if save_student is not None:
-        first.distilled.save(save_student)
+        with io.atomic_path(save_student) as temporary:  # never a half-written .keras
+            first.distilled.save(temporary)
 
     teacher_predictions = predict_classes(teacher, splits.x_test)
     predictions = {

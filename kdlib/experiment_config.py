@@ -119,7 +119,7 @@ class ExperimentConfig:
             canonical(name, validate.positive_int(getattr(self, name), name))
         for name in ("train_size", "test_size"):
             canonical(name, validate.optional_positive_int(getattr(self, name), name))
-        canonical("seed", validate.non_negative_int(self.seed, "seed"))
+        canonical("seed", validate.seed(self.seed, "seed", count=self.seeds))
         lr = validate.positive_number(self.learning_rate, "learning_rate", "1e-3")
         canonical("learning_rate", lr)
         validate.one_of(self.verbose, VERBOSE_VALUES, "verbose")

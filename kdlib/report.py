@@ -9,14 +9,13 @@ holds the summaries and the paired comparisons and writes the JSON of
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import keras
 import numpy as np
 
-from kdlib import conclusions, stats
+from kdlib import conclusions, stats, validate
 from kdlib.experiment_config import STOPPING_MONITOR
 
 if TYPE_CHECKING:
@@ -210,17 +209,57 @@ def saved_size_bytes(model: keras.Model) -> int:
 
 
 def inference_ms_per_1000(
-    model: keras.Model, x: np.ndarray, batch_size: int = INFERENCE_BATCH_SIZE, repeats: int = 3
+    model: keras.Model,
+    x: np.ndarray,
+    batch_size: int = INFERENCE_BATCH_SIZE,
+    repeats: int = 3,
+    warm_up: bool = True,
 ) -> float:
-    """Milliseconds to predict 1,000 images: median of ``repeats`` passes over ``x``, after
-    one warm-up pass (so tracing and compilation are not counted)."""
-    model.predict(x, batch_size=batch_size, verbose=0)
+    """Milliseconds to predict 1,000 images: median of ``repeats`` passes over ``x``.
+
+    ``warm_up`` runs one untimed pass first, so that tracing is not counted; skip it only
+    when the model has just predicted ``x`` with this ``batch_size``.
+    """
+    if warm_up:
+        model.predict(x, batch_size=batch_size, verbose=0)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         model.predict(x, batch_size=batch_size, verbose=0)
         times.append(time.perf_counter() - start)
     return 1000.0 * statistics.median(times) * 1000.0 / len(x)
+
+
+def median_ms(fn: Callable[[], object], repeats: int = 20, warmup: int = 3) -> float:
+    """Median wall-clock milliseconds of one call of ``fn()`` (any model, any runtime).
+
+    ``warmup`` untimed calls first (tracing, compilation, memory allocation), then
+    ``repeats`` timed ones; the median ignores the slow outliers that other processes on a
+    shared machine cause. Print :func:`machine_state` beside the result.
+    """
+    repeats = validate.positive_int(repeats, "repeats", example=20)
+    warmup = validate.non_negative_int(warmup, "warmup", example=3)
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1000.0 * statistics.median(times)
+
+
+def machine_state() -> str:
+    """CPU cores and load averages, e.g. ``"2 CPU cores, load average 0.41 / 0.52 / 0.60
+    (1 / 5 / 15 min)"``: the context every timing needs (load unknown off Unix)."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except (AttributeError, OSError):
+        return f"{os.cpu_count()} CPU cores, load average unknown"
+    return (
+        f"{os.cpu_count()} CPU cores, load average {one:.2f} / {five:.2f} / {fifteen:.2f} "
+        "(1 / 5 / 15 min)"
+    )
 
 
 def device_description() -> str:
@@ -247,6 +286,7 @@ def summarise(
     epochs_run: Sequence[int] = (),
 ) -> ModelReport:
     """Measure one model; ``predictions`` holds its test predictions, one array per seed,
+    made by :func:`predict_classes` (so the timing needs no warm-up pass);
     ``best_epochs`` and ``epochs_run`` its kept and trained epochs per seed."""
     accuracies = [float(np.mean(p == y_test)) for p in predictions]
     errors = [int(np.sum(p != y_test)) for p in predictions]
@@ -259,7 +299,7 @@ def summarise(
         test_accuracy_std=float(statistics.stdev(accuracies)) if len(accuracies) > 1 else 0.0,
         test_errors=int(round(float(np.mean(errors)))),
         agreement=float(np.mean(agreements)),
-        ms_per_1000=inference_ms_per_1000(model, x_test),
+        ms_per_1000=inference_ms_per_1000(model, x_test, warm_up=False),
         test_accuracies=tuple(accuracies),
         test_errors_per_seed=tuple(errors),
         best_epochs=tuple(int(e) for e in best_epochs),
@@ -284,28 +324,6 @@ def run_conditions() -> dict[str, Any]:
     if hasattr(os, "getloadavg"):
         conditions["load_average_1min"] = round(os.getloadavg()[0], 2)
     return conditions
-
-
-def write_json(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Write ``report`` as indented JSON to ``path`` atomically; return the path.
-
-    Written to a temporary file in the same folder, then moved into place, so a reader
-    never sees half a file and a failure leaves any previous file intact.
-    """
-    target = Path(path)
-    text = json.dumps(report, indent=2, allow_nan=False) + "\n"
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as f:
-            f.write(text)
-        umask = os.umask(0)  # mkstemp makes the file private; give it the usual mode
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return target
 
 
 # ------------------------------------------------------------------------------ the text

@@ -1,9 +1,9 @@
 r"""Interactive explorers (ipywidgets sliders) for the softmax with temperature and for KL.
 
 Each explorer is an ``ipywidgets.VBox``: display it as the last expression of a cell, in
-JupyterLab, Jupyter Notebook or Colab. The plot is a matplotlib figure rendered to PNG into an
-``ipywidgets.Image``, so it needs no interactive matplotlib backend and also runs headless
-(tests change ``slider.value`` and read ``probabilities`` or ``kl``).
+JupyterLab, Jupyter Notebook or Colab. The plot is a matplotlib figure rendered to PNG into
+an ``ipywidgets.Image``, so it needs no interactive matplotlib backend and also runs headless:
+setting ``slider.value`` from code does what dragging the slider does.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class TemperatureExplorer(widgets.VBox):
     probabilities : numpy.ndarray
         The distribution currently shown, from :func:`kdlib.losses.softmax_with_temperature`.
     figure : matplotlib.figure.Figure
-        The figure behind the image; ``figure.axes[0].patches`` are the bars.
+        The figure behind the image.
     image : ipywidgets.Image
         The rendered PNG.
     summary : ipywidgets.HTML

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -27,6 +28,7 @@ def no_training(monkeypatch):
 def test_model_choices_match_the_experiment():
     assert set(cli.TEACHER_CHOICES) == set(ex.TEACHERS)
     assert set(cli.STUDENT_CHOICES) == set(ex.STUDENTS)
+    assert cli.DEFAULT_SEEDS == ex.ExperimentConfig().seeds  # --seed is checked with it
 
 
 @pytest.mark.parametrize(
@@ -141,6 +143,7 @@ def test_flags_reach_the_experiment_and_every_output_is_written(tmp_path, monkey
 
     def run_experiment(config, *, save_student=None, data_path=None):
         calls.append((config, save_student, os.environ.get("KDLIB_FAST")))
+        Path(save_student).write_bytes(b"model")  # what run_experiment does with the path
         return fake_result(config)
 
     monkeypatch.setattr(ex, "run_experiment", run_experiment)
@@ -156,7 +159,9 @@ def test_flags_reach_the_experiment_and_every_output_is_written(tmp_path, monkey
 
     [(config, save_student, fast)] = calls
     assert fast == "1" and "KDLIB_FAST" not in os.environ  # --fast does not leak out
-    assert save_student == str(out / "s.keras")
+    # saved to a temporary file next to s.keras, renamed with the other outputs at the end
+    assert Path(save_student).parent == out and Path(save_student).suffix == ".keras"
+    assert (out / "s.keras").read_bytes() == b"model"
     assert (config.teacher, config.student, config.temperature, config.alpha) == (
         "mlp",
         "cnn",
@@ -173,5 +178,7 @@ def test_flags_reach_the_experiment_and_every_output_is_written(tmp_path, monkey
     assert "distillation gain: +1.00 points" in printed
     assert "smoothed" in printed and "distilled - smoothed (distilled_vs_smoothed)" in printed
     assert "McNemar pooled over seeds: 0/40" in printed  # seed 0: 40 images, seed 1: none
-    assert json.loads((out / "r.json").read_text()) == fake_result(config).to_json_dict()
+    written = json.loads((out / "r.json").read_text())
+    assert len(written.pop("run_id")) == 32  # one id per run, also in the PNG's metadata
+    assert written == fake_result(config).to_json_dict()
     assert (out / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
