@@ -4,7 +4,8 @@ Modules: :mod:`kdlib.losses` (softmax with temperature, entropy, KL, distillatio
 :mod:`kdlib.distiller` (the Keras ``Distiller``), :mod:`kdlib.soft_targets` (cached teacher
 logits), :mod:`kdlib.data` (MNIST), :mod:`kdlib.models` (teacher and student factories),
 :mod:`kdlib.experiment` (the MNIST experiment; :mod:`kdlib.experiment_config`,
-:mod:`kdlib.report`), :mod:`kdlib.export` (LiteRT files), :mod:`kdlib.plotting` and
+:mod:`kdlib.report`, :mod:`kdlib.conclusions`), :mod:`kdlib.stats` (paired t-test,
+confidence interval, McNemar), :mod:`kdlib.export` (LiteRT files), :mod:`kdlib.plotting` and
 :mod:`kdlib.experiment_plots`, :mod:`kdlib.widgets`, :mod:`kdlib.check` (exercise
 self-checks; engine in :mod:`kdlib.grading`), :mod:`kdlib.formatting` (``fmt``),
 :mod:`kdlib.validate` (argument checks), :mod:`kdlib.config` (fast mode).
@@ -38,6 +39,7 @@ __version__ = "0.1.0"
 _SUBMODULES = (
     "check",
     "cli",
+    "conclusions",
     "config",
     "data",
     "distiller",
@@ -54,6 +56,7 @@ _SUBMODULES = (
     "plotting",
     "report",
     "soft_targets",
+    "stats",
     "validate",
     "widgets",
 )

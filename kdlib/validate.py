@@ -138,6 +138,25 @@ def dropout(value: Any, name: str = "dropout") -> float:
     return number
 
 
+def label_smoothing(value: Any, name: str = "label_smoothing") -> float:
+    """``value`` as a float in [0, 1): the share of the target spread over all classes."""
+    number = _real(value)
+    if not 0.0 <= number < 1.0:  # nan fails too
+        raise ValueError(
+            f"{name} must be a number in [0, 1), got {value!r}; e.g. {name}=0.1 (targets "
+            "0.91 on the labelled class and 0.01 on each other of 10 classes)."
+        )
+    return number
+
+
+def confidence(value: Any, name: str = "confidence") -> float:
+    """``value`` as a float in (0, 1): the level of a confidence interval."""
+    number = _real(value)
+    if not 0.0 < number < 1.0:
+        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}; e.g. {name}=0.95.")
+    return number
+
+
 def one_of(value: T, choices: Iterable[Any], name: str) -> T:
     """``value`` if it is one of ``choices`` (model names, verbosity levels, ...)."""
     options = list(choices)
