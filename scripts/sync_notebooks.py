@@ -20,7 +20,7 @@ notebook would change.
 
 Usage::
 
-    python scripts/sync_notebooks.py                 # every notebooks/NN_*.ipynb
+    python scripts/sync_notebooks.py                 # notebooks/NN_*.ipynb and assignments
     python scripts/sync_notebooks.py notebooks/01_*.ipynb
     python scripts/sync_notebooks.py --check
 """
@@ -42,6 +42,8 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, packaged as tomli
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
+#: nbgrader assignments get the same set-up cell (and no Colab badge).
+ASSIGNMENT_DIR = ROOT / "assignments" / "source"
 HEADER_TAG = "kdlib-header"
 BRANCH = "main"
 BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
@@ -216,6 +218,8 @@ def synced(notebook: Path, repo_url: str, version: str | None = None) -> str:
     """
     original = nbformat.read(notebook, as_version=4)
     wanted = header_cells(notebook, repo_url, version)
+    if is_assignment(notebook):  # no badge: it would open the instructor's solution
+        wanted = wanted[1:]
     current = [c for c in original.cells if _is_header(c)]
     body = [c for c in original.cells if not _is_header(c)]
     at_top = original.cells[: len(wanted)]
@@ -242,10 +246,15 @@ def synced(notebook: Path, repo_url: str, version: str | None = None) -> str:
     return text if text.endswith("\n") else text + "\n"
 
 
+def is_assignment(notebook: Path) -> bool:
+    """True for an nbgrader assignment (``assignments/source/<name>/<name>.ipynb``)."""
+    return ASSIGNMENT_DIR in notebook.resolve().parents
+
+
 def notebooks(paths: list[str]) -> list[Path]:
-    """The notebooks named on the command line, or every ``notebooks/NN_*.ipynb``."""
+    """The notebooks named on the command line, or every course notebook and assignment."""
     if not paths:
-        return sorted(NOTEBOOK_DIR.glob(NOTEBOOK_GLOB))
+        return sorted(NOTEBOOK_DIR.glob(NOTEBOOK_GLOB)) + sorted(ASSIGNMENT_DIR.glob("*/*.ipynb"))
     found = [Path(p) for p in paths]
     missing = [str(p) for p in found if not p.is_file()]
     if missing:

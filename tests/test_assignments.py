@@ -70,7 +70,8 @@ def test_assignment_starts_with_the_course_set_up_cell(path):
     sync = _sync()
     first = nbformat.read(path, as_version=4).cells[0]
     assert first.cell_type == "code"
-    assert first.source == sync.setup_source(sync.repository_url()), (
-        f"{path.name}: the set-up cell differs from the notebooks'; regenerate it from "
-        "scripts/sync_notebooks.py"
+    assert first.source == sync.setup_source(sync.repository_url())
+    assert sync.synced(path, sync.repository_url()) == path.read_text(encoding="utf-8"), (
+        f"{path.name}: the set-up cell differs from the notebooks'; run "
+        "`python scripts/sync_notebooks.py`"
     )
