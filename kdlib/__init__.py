@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "check", "cli", "config", "data", "distiller", "experiment", "losses", "models",
-    "plotting", "soft_targets", "widgets",
+    "plotting", "soft_targets", "stacked", "widgets",
 )
 
 
