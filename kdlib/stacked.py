@@ -3,9 +3,10 @@ r"""Many small MLP students trained as one Keras model: a temperature x alpha sw
 A 50-unit MLP at batch 128 is so little work per step that one-at-a-time training spends
 most of its time in per-step overhead (the Python loop of ``fit``, launching tiny kernels).
 :class:`StackedStudents` puts ``N`` students into one model whose dense layers carry a
-leading student axis: each kernel has shape ``(N, fan_in, units)`` and is applied with one
-``keras.ops.einsum``, so a step costs about as much overhead as one student's step and the
-arithmetic runs as a few larger matrix products.
+student axis: each kernel has shape ``(fan_in, N, units)``, the first layer is one matrix
+product with all ``N * units`` columns and later layers one ``keras.ops.einsum`` batched over
+students, so a step costs about as much overhead as one student's step and the arithmetic
+runs as a few larger matrix products.
 
 Each student ``n`` has its own temperature :math:`T_n` and weight :math:`\alpha_n`, and its
 own loss term; the model minimises their **sum** (not their mean)
@@ -49,7 +50,8 @@ class StackedDense(keras.layers.Layer):
     """``num_students`` independent Dense layers, applied at once with ``keras.ops.einsum``.
 
     Input ``(batch, fan_in)`` (the same input for every student) or
-    ``(batch, num_students, fan_in)``; output ``(batch, num_students, units)``. Each
+    ``(batch, num_students, fan_in)``; output ``(batch, num_students, units)``. The kernel
+    has shape ``(fan_in, num_students, units)`` and the bias ``(num_students, units)``. Each
     student's kernel is initialised like a Dense layer's (Glorot uniform over its own
     ``fan_in`` and ``units``), biases with zeros.
     """
@@ -65,8 +67,10 @@ class StackedDense(keras.layers.Layer):
     def build(self, input_shape: tuple[int | None, ...]) -> None:
         fan_in = int(input_shape[-1])
         limit = math.sqrt(6.0 / (fan_in + self.units))  # glorot_uniform of one student
+        # Layout (fan_in, students, units): with a shared input the layer is then one
+        # (batch, fan_in) x (fan_in, students * units) matrix product, without a transpose.
         self.kernel = self.add_weight(
-            shape=(self.num_students, fan_in, self.units),
+            shape=(fan_in, self.num_students, self.units),
             initializer=keras.initializers.RandomUniform(-limit, limit),
             name="kernel",
         )
@@ -75,12 +79,14 @@ class StackedDense(keras.layers.Layer):
         )
 
     def call(self, inputs: Any) -> Any:
-        # A shared input makes the first layer one (batch, fan_in) x (fan_in, N * units)
-        # product in effect; later layers are a batched product over the student axis.
-        equation = "bi,niu->bnu" if len(inputs.shape) == 2 else "bni,niu->bnu"
         kernel = ops.cast(self.kernel, inputs.dtype)
         bias = ops.cast(self.bias, inputs.dtype)
-        return self.activation(ops.einsum(equation, inputs, kernel) + bias)
+        if len(inputs.shape) == 2:
+            flat = ops.reshape(kernel, (kernel.shape[0], self.num_students * self.units))
+            outputs = ops.reshape(ops.matmul(inputs, flat), (-1, self.num_students, self.units))
+        else:
+            outputs = ops.einsum("bni,inu->bnu", inputs, kernel)
+        return self.activation(outputs + bias)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
@@ -234,9 +240,6 @@ class StackedStudents(keras.Model):
         logits = self.predict(x, batch_size=batch_size, verbose=0)
         return np.argmax(logits, axis=-1)
 
-    def _dense_layers(self) -> list[StackedDense]:
-        return [*self.hidden_layers, self.logits_layer]
-
     def _check_index(self, index: int) -> int:
         if isinstance(index, bool) or not 0 <= int(index) < self.num_students:
             raise IndexError(
@@ -248,15 +251,15 @@ class StackedStudents(keras.Model):
         """Student ``index``'s weights in the order of ``kdlib.models.mlp(...).get_weights()``."""
         index = self._check_index(index)
         weights = []
-        for layer in self._dense_layers():
-            weights += [ops.convert_to_numpy(layer.kernel)[index],
+        for layer in [*self.hidden_layers, self.logits_layer]:
+            weights += [ops.convert_to_numpy(layer.kernel)[:, index],
                         ops.convert_to_numpy(layer.bias)[index]]
         return weights
 
     def set_student_weights(self, index: int, weights: Sequence[np.ndarray]) -> None:
         """Set student ``index`` from ``kdlib.models.mlp(...).get_weights()`` (same hidden)."""
         index = self._check_index(index)
-        layers = self._dense_layers()
+        layers = [*self.hidden_layers, self.logits_layer]
         if len(weights) != 2 * len(layers):
             raise ValueError(
                 f"expected {2 * len(layers)} arrays (kernel and bias of {len(layers)} dense "
@@ -267,13 +270,15 @@ class StackedStudents(keras.Model):
             pairs = ((layer.kernel, weights[2 * i]), (layer.bias, weights[2 * i + 1]))
             for variable, value in pairs:
                 current = ops.convert_to_numpy(variable)
-                if tuple(np.shape(value)) != current.shape[1:]:
+                # the student axis is 1 in a kernel (fan_in, students, units), 0 in a bias
+                view = current[:, index] if current.ndim == 3 else current[index]
+                if tuple(np.shape(value)) != view.shape:
                     raise ValueError(
                         f"{variable.path}: student weights of shape {np.shape(value)} do not "
-                        f"fit shape {current.shape[1:]}; the student must be an MLP with "
+                        f"fit shape {view.shape}; the student must be an MLP with "
                         f"hidden={self.hidden}."
                     )
-                current[index] = value
+                view[...] = value
                 variable.assign(current)
 
     def extract_student(self, index: int, name: str | None = None) -> keras.Model:
@@ -287,11 +292,6 @@ class StackedStudents(keras.Model):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update(
-            temperatures=self.temperatures,
-            alphas=self.alphas,
-            hidden=list(self.hidden),
-            input_shape=list(self.image_shape),
-            num_classes=self.num_classes,
-        )
+        config.update(temperatures=self.temperatures, alphas=self.alphas, hidden=list(self.hidden),
+                      input_shape=list(self.image_shape), num_classes=self.num_classes)
         return config

@@ -113,6 +113,7 @@ def test_each_student_starts_like_a_dense_layer():
     # Glorot uniform over one student's fan-in and fan-out, not over the stacked shape.
     stack = StackedStudents(temperatures=[1] * 50, alphas=[0] * 50, hidden=(30,))
     kernel = keras.ops.convert_to_numpy(stack.hidden_layers[0].kernel)
+    assert kernel.shape == (784, 50, 30)
     limit = np.sqrt(6 / (784 + 30))
     assert kernel.max() <= limit and kernel.min() >= -limit
     np.testing.assert_allclose(kernel.std(), limit / np.sqrt(3), rtol=0.01)
