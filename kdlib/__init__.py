@@ -22,7 +22,8 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "check", "cli", "config", "data", "distiller", "experiment", "losses", "models",
-    "plotting", "soft_targets", "stacked", "widgets",
+    "dark_knowledge", "plotting", "soft_targets", "stacked", "sweep", "sweep_explorer",
+    "sweep_plots", "widgets",
 )
 
 
