@@ -28,20 +28,23 @@ def only_classes(
     return np.asarray(x)[keep], np.asarray(y)[keep]
 
 
-def errors_with_bias(logits: Any, y: Any, cls: int, bias: float) -> tuple[int, int]:
-    """Errors overall and on class ``cls`` after adding ``bias`` to that class's logit.
+def errors_with_bias(
+    logits: Any, y: Any, cls: int | Sequence[int], bias: float
+) -> tuple[int, int]:
+    """Errors overall and on class(es) ``cls`` after adding ``bias`` to their logits.
 
     Returns
     -------
-    (errors, errors on the examples whose label is ``cls``)
+    (errors, errors on the examples whose label is in ``cls``)
     """
+    classes = [cls] if np.isscalar(cls) else list(cls)
     shifted = np.array(logits, dtype=np.float64)
-    shifted[:, cls] += bias
+    shifted[:, classes] += bias
     wrong = np.argmax(shifted, axis=1) != np.asarray(y)
-    return int(wrong.sum()), int(wrong[np.asarray(y) == cls].sum())
+    return int(wrong.sum()), int(wrong[np.isin(np.asarray(y), classes)].sum())
 
 
-def best_bias(logits: Any, y: Any, cls: int, biases: Sequence[float]) -> float:
+def best_bias(logits: Any, y: Any, cls: int | Sequence[int], biases: Sequence[float]) -> float:
     """The bias in ``biases`` with the fewest errors on ``(logits, y)``: pass *validation*
     logits and labels; on ties the smallest bias wins."""
     if len(biases) == 0:

@@ -72,3 +72,12 @@ def test_missing_class_helpers():
     assert dk.best_bias(logits, labels, 1, [0.0, 1.5, 3.5, 6.0]) == 3.5
     with pytest.raises(ValueError, match="empty"):
         dk.best_bias(logits, labels, 1, [])
+
+
+def test_bias_of_several_classes_at_once():
+    logits = np.array([[0.0, 4.0, 5.0], [0.0, 1.0, 2.0], [3.0, 1.0, 2.0]])
+    labels = np.array([0, 0, 2])
+    # lowering classes 1 and 2 by 5.5 makes class 0 win everywhere
+    assert dk.errors_with_bias(logits, labels, [1, 2], 0.0) == (3, 1)
+    assert dk.errors_with_bias(logits, labels, [1, 2], -5.5) == (1, 1)
+    assert dk.best_bias(logits, labels, [1, 2], [0.0, -2.5, -5.5]) == -5.5
