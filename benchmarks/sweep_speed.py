@@ -170,6 +170,12 @@ def main(argv: list[str] | None = None) -> int:
           f"{stacked_seconds / len(students) / args.epochs:12.3f}"
           f"{separate_seconds / len(students) / args.epochs:16.3f}")
     print(f"speed-up: {speedup:.1f}x ({len(students)} students, {args.epochs} epoch(s))")
+    steady = None
+    if later_epochs and len(stacked_clock.seconds) > 1:
+        # Past the first epoch (tracing): the ratio that long runs approach.
+        steady = float(np.mean(later_epochs)) * len(students) / float(
+            np.mean(stacked_clock.seconds[1:]))
+        print(f"speed-up per epoch after the first (what long runs approach): {steady:.1f}x")
     print()
     print("Where the time goes")
     print(f"- one at a time, per student: first epoch {np.mean(first_epochs):.2f} s (with "
@@ -187,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         report = {
             "seconds": {"stacked": stacked_seconds, "one_at_a_time": separate_seconds},
             "speedup": speedup,
+            "speedup_after_first_epoch": steady,
             "students": len(students),
             "epochs": args.epochs,
             "examples": n,
