@@ -14,9 +14,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-## test: lint, unit tests, then every notebook through nbval
+## test: lint and formatting check, unit tests, then every notebook through nbval
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest tests
 	@# pytest exits 5 when it collects nothing (no notebooks yet): that is not a failure.
 	$(BIN)/python -m pytest --nbval-lax notebooks/ || [ $$? -eq 5 ]
@@ -51,11 +52,14 @@ notebooks: $(STAMP)
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
 
+## lint: ruff check and ruff format --check (what `make test` runs first)
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
+## format: format and fix the whole tree (notebook cells are excluded in pyproject.toml)
 format: $(STAMP)
-	$(BIN)/ruff format kdlib tests
+	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
 clean:

@@ -44,23 +44,46 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--teacher", choices=("mlp", "cnn"), default="mlp",
-                        help="mlp: 1200-1200 with dropout (default); cnn: kdlib.models.cnn()")
-    parser.add_argument("--fast", action="store_true",
-                        help="small run (same as KDLIB_FAST=1): a subset and small models")
-    parser.add_argument("--epochs", type=int, default=3,
-                        help="timed epochs per row after the warm-up epoch (at least 3)")
+    parser.add_argument(
+        "--teacher",
+        choices=("mlp", "cnn"),
+        default="mlp",
+        help="mlp: 1200-1200 with dropout (default); cnn: kdlib.models.cnn()",
+    )
+    parser.add_argument(
+        "--fast",
+        action="store_true",
+        help="small run (same as KDLIB_FAST=1): a subset and small models",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=3,
+        help="timed epochs per row after the warm-up epoch (at least 3)",
+    )
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--examples", type=int, default=None,
-                        help="training examples (default: all 60,000; 2,000 with --fast)")
+    parser.add_argument(
+        "--examples",
+        type=int,
+        default=None,
+        help="training examples (default: all 60,000; 2,000 with --fast)",
+    )
     parser.add_argument("--temperature", type=float, default=3.0)
-    parser.add_argument("--alpha", type=float, default=0.1,
-                        help="weight of the hard-label loss (keras: student_loss_weight)")
-    parser.add_argument("--no-jit", action="store_true",
-                        help="skip the jit_compile=True measurement")
-    parser.add_argument("--noise-check", action="store_true",
-                        help="add a second, identical kdlib-online row and keras row: how "
-                        "far two identical rows differ is the noise floor of this machine")
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        default=0.1,
+        help="weight of the hard-label loss (keras: student_loss_weight)",
+    )
+    parser.add_argument(
+        "--no-jit", action="store_true", help="skip the jit_compile=True measurement"
+    )
+    parser.add_argument(
+        "--noise-check",
+        action="store_true",
+        help="add a second, identical kdlib-online row and keras row: how "
+        "far two identical rows differ is the noise floor of this machine",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -98,8 +121,14 @@ class Row:
                 wall, cpu = clocks[-1]
                 clocks[-1] = (time.perf_counter() - wall, time.process_time() - cpu)
 
-        self.model.fit(*self.fit_args, batch_size=batch_size, epochs=1, shuffle=True,
-                       verbose=0, callbacks=[EpochTimer()])
+        self.model.fit(
+            *self.fit_args,
+            batch_size=batch_size,
+            epochs=1,
+            shuffle=True,
+            verbose=0,
+            callbacks=[EpochTimer()],
+        )
         self.epoch_seconds.extend(wall for wall, _ in clocks)
         self.epoch_cpu_seconds.extend(cpu for _, cpu in clocks)
 
@@ -133,12 +162,22 @@ def build_rows(args: argparse.Namespace, data: dict[str, Any], jit_compile: Any)
     student.compile(optimizer=optimizer, loss=ce, metrics=metrics, jit_compile=jit_compile)
 
     online = kdlib.Distiller(teacher=fresh(make_teacher, t_w), student=fresh(make_student, s_w))
-    online.compile(optimizer=optimizer, metrics=metrics, alpha=args.alpha,
-                   temperature=args.temperature, jit_compile=jit_compile)
+    online.compile(
+        optimizer=optimizer,
+        metrics=metrics,
+        alpha=args.alpha,
+        temperature=args.temperature,
+        jit_compile=jit_compile,
+    )
 
     cached = kdlib.Distiller(teacher=fresh(make_teacher, t_w), student=fresh(make_student, s_w))
-    cached.compile(optimizer=optimizer, metrics=metrics, alpha=args.alpha,
-                   temperature=args.temperature, jit_compile=jit_compile)
+    cached.compile(
+        optimizer=optimizer,
+        metrics=metrics,
+        alpha=args.alpha,
+        temperature=args.temperature,
+        jit_compile=jit_compile,
+    )
 
     keras_distiller = keras.distillation.Distiller(
         teacher=fresh(make_teacher, t_w),
@@ -152,8 +191,7 @@ def build_rows(args: argparse.Namespace, data: dict[str, Any], jit_compile: Any)
         ),
         student_loss_weight=args.alpha,  # total = alpha * student + (1 - alpha) * distill
     )
-    keras_distiller.compile(optimizer=optimizer, loss=ce, metrics=metrics,
-                            jit_compile=jit_compile)
+    keras_distiller.compile(optimizer=optimizer, loss=ce, metrics=metrics, jit_compile=jit_compile)
 
     rows = [
         Row("student_alone", student, (x, y)),
@@ -179,8 +217,11 @@ def measure(args: argparse.Namespace, data: dict[str, Any], jit_compile: Any) ->
             gc.collect()  # garbage of the previous row is not collected on this row's clock
             row.train_one_epoch(args.batch_size)
         label = "warm-up" if round_index == 0 else f"timed {round_index}/{args.epochs}"
-        print(f"  round {round_index} ({label}): "
-              + ", ".join(f"{r.name} {r.epoch_seconds[-1]:.2f}s" for r in rows), flush=True)
+        print(
+            f"  round {round_index} ({label}): "
+            + ", ".join(f"{r.name} {r.epoch_seconds[-1]:.2f}s" for r in rows),
+            flush=True,
+        )
     return {
         "seconds": {r.name: r.median() for r in rows},
         "cpu_seconds": {r.name: r.median(cpu=True) for r in rows},
@@ -204,8 +245,10 @@ def load_data(args: argparse.Namespace) -> dict[str, Any]:
     teacher_hidden = config.pick(full=(1200, 1200), fast=(128, 128))
     student_hidden = config.pick(full=(800, 800), fast=(64, 64))
     if args.teacher == "mlp":
+
         def make_teacher() -> keras.Model:
             return models.mlp(hidden=teacher_hidden, dropout=0.5, name="teacher")
+
         teacher_desc = f"MLP {'-'.join(map(str, teacher_hidden))}, dropout 0.5"
     else:
         filters = config.pick(full=(32, 64), fast=(8, 16))
@@ -213,6 +256,7 @@ def load_data(args: argparse.Namespace) -> dict[str, Any]:
 
         def make_teacher() -> keras.Model:
             return models.cnn(filters=filters, dense=dense, name="teacher")
+
         teacher_desc = f"CNN filters {filters}, dense {dense}"
 
     def make_student() -> keras.Model:
@@ -228,18 +272,28 @@ def load_data(args: argparse.Namespace) -> dict[str, Any]:
     teacher_pass = time.perf_counter() - start
     teacher_pass_cpu = time.process_time() - start_cpu
     return {
-        "x": x, "y": y, "targets": targets, "teacher_pass_seconds": teacher_pass,
+        "x": x,
+        "y": y,
+        "targets": targets,
+        "teacher_pass_seconds": teacher_pass,
         "teacher_pass_cpu_seconds": teacher_pass_cpu,
-        "make_teacher": make_teacher, "make_student": make_student,
-        "teacher_weights": teacher.get_weights(), "student_weights": student.get_weights(),
+        "make_teacher": make_teacher,
+        "make_student": make_student,
+        "teacher_weights": teacher.get_weights(),
+        "student_weights": student.get_weights(),
         "teacher_desc": teacher_desc,
         "student_desc": f"MLP {'-'.join(map(str, student_hidden))}",
-        "n": n, "cache_bytes": targets["teacher_logits"].nbytes,
+        "n": n,
+        "cache_bytes": targets["teacher_logits"].nbytes,
     }
 
 
-def format_table(args: argparse.Namespace, data: dict[str, Any],
-                 results: dict[str, dict[str, Any]], key: str = "seconds") -> str:
+def format_table(
+    args: argparse.Namespace,
+    data: dict[str, Any],
+    results: dict[str, dict[str, Any]],
+    key: str = "seconds",
+) -> str:
     """Rows x (jit setting) table of medians and ratios to "student alone".
 
     ``key="seconds"`` is wall-clock time (what the goals are about); ``"cpu_seconds"`` is
@@ -269,8 +323,10 @@ def format_table(args: argparse.Namespace, data: dict[str, Any],
         if name == "kdlib_cached":
             amortised = [results[c][key][name] + pass_s / amortise_over for c in columns]
             lines.append(line(f"  + teacher pass / {amortise_over} epochs", amortised, bases))
-    lines.append(f"one-off teacher pass (cached mode): {pass_s:.2f} {unit.split('/')[0]} "
-                 f"({data['n']:,} examples, batch 1024; cache {data['cache_bytes'] / 1e6:.1f} MB)")
+    lines.append(
+        f"one-off teacher pass (cached mode): {pass_s:.2f} {unit.split('/')[0]} "
+        f"({data['n']:,} examples, batch 1024; cache {data['cache_bytes'] / 1e6:.1f} MB)"
+    )
     return "\n".join(lines)
 
 
@@ -282,11 +338,14 @@ def main(argv: list[str] | None = None) -> int:
 
     backend = keras.backend.backend()
     data = load_data(args)
-    print(f"backend {backend}, keras {keras.__version__}; teacher {data['teacher_desc']}; "
-          f"student {data['student_desc']}; {data['n']:,} examples, batch {args.batch_size}, "
-          f"T={args.temperature}, alpha={args.alpha}, optimizer adam; "
-          f"1 warm-up + {args.epochs} timed epochs per row, rows interleaved; "
-          f"{os.cpu_count()} CPUs", flush=True)
+    print(
+        f"backend {backend}, keras {keras.__version__}; teacher {data['teacher_desc']}; "
+        f"student {data['student_desc']}; {data['n']:,} examples, batch {args.batch_size}, "
+        f"T={args.temperature}, alpha={args.alpha}, optimizer adam; "
+        f"1 warm-up + {args.epochs} timed epochs per row, rows interleaved; "
+        f"{os.cpu_count()} CPUs",
+        flush=True,
+    )
 
     results: dict[str, dict[str, Any]] = {}
     print("jit_compile='auto' (Keras default):", flush=True)
@@ -307,8 +366,10 @@ def main(argv: list[str] | None = None) -> int:
     goals = results["jit_compile=auto"]["seconds"]
     cached_ratio = goals["kdlib_cached"] / goals["student_alone"]
     online_vs_keras = goals["kdlib_online"] / goals["keras_distillation"]
-    print(f"goal cached <= 1.10x student alone: {cached_ratio:.2f}x "
-          f"({'met' if cached_ratio <= 1.10 else 'MISSED'})")
+    print(
+        f"goal cached <= 1.10x student alone: {cached_ratio:.2f}x "
+        f"({'met' if cached_ratio <= 1.10 else 'MISSED'})"
+    )
     verdict = "met" if online_vs_keras <= 1.0 else "MISSED"
     if verdict == "MISSED" and "kdlib_online_again" in goals:
         # Two identical rows differ by this much on this machine: a smaller gap is noise.
@@ -328,9 +389,7 @@ def main(argv: list[str] | None = None) -> int:
             "backend": backend,
         }
         if "jit_compile=True" in results:
-            report["jit_compile"] = {
-                k: results["jit_compile=True"]["seconds"][k] for k in ROWS
-            }
+            report["jit_compile"] = {k: results["jit_compile=True"]["seconds"][k] for k in ROWS}
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=2)
             f.write("\n")

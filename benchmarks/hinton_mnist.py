@@ -41,16 +41,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--teacher", choices=("mlp", "cnn"), default="mlp",
-                        help="mlp: 1200-1200 (the paper's); cnn: kdlib.experiment's CNN")
-    parser.add_argument("--teacher-epochs", type=int, default=None,
-                        help="default 30 (fast 1)")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="epochs of each student (default 20, fast 1)")
+    parser.add_argument(
+        "--teacher",
+        choices=("mlp", "cnn"),
+        default="mlp",
+        help="mlp: 1200-1200 (the paper's); cnn: kdlib.experiment's CNN",
+    )
+    parser.add_argument("--teacher-epochs", type=int, default=None, help="default 30 (fast 1)")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="epochs of each student (default 20, fast 1)"
+    )
     parser.add_argument("--temperatures", type=float, nargs="+", default=[20.0])
     parser.add_argument("--alpha", type=float, default=0.1)
-    parser.add_argument("--online-jitter", action="store_true",
-                        help="distil on shifted images, the teacher running on every batch")
+    parser.add_argument(
+        "--online-jitter",
+        action="store_true",
+        help="distil on shifted images, the teacher running on every batch",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fast", action="store_true", help="small run (same as KDLIB_FAST=1)")
     parser.add_argument("--json", metavar="PATH", help="write ours and the paper's as JSON")
@@ -70,8 +77,9 @@ def jitter_layer(seed: int) -> Any:
     """Random shifts of the image by -2..2 whole pixels in each direction (training only)."""
     import keras
 
-    return keras.layers.RandomTranslation(2 / 28, 2 / 28, fill_mode="constant",
-                                          interpolation="nearest", seed=seed)
+    return keras.layers.RandomTranslation(
+        2 / 28, 2 / 28, fill_mode="constant", interpolation="nearest", seed=seed
+    )
 
 
 def build_teacher(kind: str, seed: int) -> Any:
@@ -89,8 +97,9 @@ def build_teacher(kind: str, seed: int) -> Any:
         return keras.Model(inputs, x, name="teacher_cnn_jitter")
     x = layers.Dropout(0.2)(layers.Flatten()(x))
     for units in (1200, 1200):
-        x = layers.Dense(units, activation="relu",
-                         kernel_constraint=keras.constraints.MaxNorm(3.5))(x)
+        x = layers.Dense(
+            units, activation="relu", kernel_constraint=keras.constraints.MaxNorm(3.5)
+        )(x)
         x = layers.Dropout(0.5)(x)
     outputs = layers.Dense(10, dtype="float32", name="logits")(x)
     return keras.Model(inputs, outputs, name="teacher_1200_1200")
@@ -106,8 +115,12 @@ def shifted_batches(splits: Any, batch_size: int, seed: int) -> Any:
         return tf.reshape(shift(x[..., None], training=True), tf.shape(x)), y
 
     n = len(splits.x_train)
-    return (tf.data.Dataset.from_tensor_slices((splits.x_train, splits.y_train))
-            .shuffle(n, seed=seed).batch(batch_size).map(augment))
+    return (
+        tf.data.Dataset.from_tensor_slices((splits.x_train, splits.y_train))
+        .shuffle(n, seed=seed)
+        .batch(batch_size)
+        .map(augment)
+    )
 
 
 def cosine_adam(epochs: int, n: int, batch_size: int) -> Any:
@@ -136,17 +149,21 @@ def main(argv: list[str] | None = None) -> int:
     config = experiment.ExperimentConfig.default(verbose=2)
     splits = experiment.prepare_data(config)
     n, batch = len(splits.x_train), 128
-    print(f"{n:,} training, {len(splits.x_val):,} validation, {len(splits.y_test):,} test "
-          f"images; teacher {args.teacher} {args.teacher_epochs} epochs, students "
-          f"{args.epochs} epochs; load average {loads['start']}", flush=True)
+    print(
+        f"{n:,} training, {len(splits.x_val):,} validation, {len(splits.y_test):,} test "
+        f"images; teacher {args.teacher} {args.teacher_epochs} epochs, students "
+        f"{args.epochs} epochs; load average {loads['start']}",
+        flush=True,
+    )
     ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     fit = {"batch_size": batch, "verbose": 2, "validation_data": (splits.x_val, splits.y_val)}
 
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     teacher = build_teacher(args.teacher, args.seed)
-    teacher.compile(optimizer=cosine_adam(args.teacher_epochs, n, batch), loss=ce,
-                    metrics=["accuracy"])
+    teacher.compile(
+        optimizer=cosine_adam(args.teacher_epochs, n, batch), loss=ce, metrics=["accuracy"]
+    )
     keras.utils.set_random_seed(args.seed)
     teacher.fit(splits.x_train, splits.y_train, epochs=args.teacher_epochs, **fit)
     seconds["teacher"] = time.perf_counter() - clock
@@ -174,15 +191,30 @@ def main(argv: list[str] | None = None) -> int:
         clock = time.perf_counter()
         student = fresh_student()
         distiller = Distiller(teacher=teacher, student=student)
-        distiller.compile(optimizer=cosine_adam(args.epochs, n, batch), metrics=["accuracy"],
-                          alpha=args.alpha, temperature=temperature)
+        distiller.compile(
+            optimizer=cosine_adam(args.epochs, n, batch),
+            metrics=["accuracy"],
+            alpha=args.alpha,
+            temperature=temperature,
+        )
         keras.utils.set_random_seed(args.seed)
         if args.online_jitter:
-            distiller.fit(shifted_batches(splits, batch, args.seed), epochs=args.epochs,
-                          verbose=2, shuffle=False, validation_data=(splits.x_val, val_targets))
+            distiller.fit(
+                shifted_batches(splits, batch, args.seed),
+                epochs=args.epochs,
+                verbose=2,
+                shuffle=False,
+                validation_data=(splits.x_val, val_targets),
+            )
         else:
-            distiller.fit(splits.x_train, train_data, epochs=args.epochs, batch_size=batch,
-                          verbose=2, validation_data=(splits.x_val, val_targets))
+            distiller.fit(
+                splits.x_train,
+                train_data,
+                epochs=args.epochs,
+                batch_size=batch,
+                verbose=2,
+                validation_data=(splits.x_val, val_targets),
+            )
         distilled[temperature] = {
             "val_errors": errors(student, splits.x_val, splits.y_val),
             "test_errors": errors(student, splits.x_test, splits.y_test),
@@ -199,24 +231,38 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print(f"test errors on {len(splits.y_test):,} images   ours   paper")
-    for name, label in (("teacher", f"teacher ({args.teacher}, 2-pixel jitter)"),
-                        ("scratch", "800-800 from scratch"),
-                        ("distilled", f"800-800 distilled, T = {best_t:g}")):
+    for name, label in (
+        ("teacher", f"teacher ({args.teacher}, 2-pixel jitter)"),
+        ("scratch", "800-800 from scratch"),
+        ("distilled", f"800-800 distilled, T = {best_t:g}"),
+    ):
         print(f"{label:38s}{ours[name]:5d}{PAPER[name]:8d}")
     if len(distilled) > 1:
-        print("temperature chosen on validation errors: " + ", ".join(
-            f"T={t:g}: {d['val_errors']}" for t, d in distilled.items()))
+        print(
+            "temperature chosen on validation errors: "
+            + ", ".join(f"T={t:g}: {d['val_errors']}" for t, d in distilled.items())
+        )
     print(f"{seconds['total']:.0f} s in all; load average {loads['start']} -> {loads['end']}")
     if args.json:
-        write_json(args.json, {
-            "ours": ours, "paper": PAPER, "temperature": best_t, "alpha": args.alpha,
-            "per_temperature": {f"{t:g}": d for t, d in distilled.items()},
-            "teacher": args.teacher, "online_jitter": args.online_jitter,
-            "epochs": args.epochs, "teacher_epochs": args.teacher_epochs,
-            "test_images": len(splits.y_test), "train_images": n,
-            "seconds": seconds, "load_average": loads,
-            "fast": config.train_size is not None,
-        })
+        write_json(
+            args.json,
+            {
+                "ours": ours,
+                "paper": PAPER,
+                "temperature": best_t,
+                "alpha": args.alpha,
+                "per_temperature": {f"{t:g}": d for t, d in distilled.items()},
+                "teacher": args.teacher,
+                "online_jitter": args.online_jitter,
+                "epochs": args.epochs,
+                "teacher_epochs": args.teacher_epochs,
+                "test_images": len(splits.y_test),
+                "train_images": n,
+                "seconds": seconds,
+                "load_average": loads,
+                "fast": config.train_size is not None,
+            },
+        )
         print(f"wrote {args.json}")
     return 0
 

@@ -38,20 +38,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.1, 0.5])
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--hidden", type=int, nargs="+", default=[50],
-                        help="hidden units of each student (default: 50)")
+    parser.add_argument(
+        "--hidden",
+        type=int,
+        nargs="+",
+        default=[50],
+        help="hidden units of each student (default: 50)",
+    )
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--examples", type=int, default=None,
-                        help="training images (default: 55,000; 5,000 with --fast)")
-    parser.add_argument("--fast", action="store_true",
-                        help="smoke test (same as KDLIB_FAST=1): 5,000 images, 1 epoch, "
-                        "2 temperatures x 1 alpha x 1 seed")
+    parser.add_argument(
+        "--examples",
+        type=int,
+        default=None,
+        help="training images (default: 55,000; 5,000 with --fast)",
+    )
+    parser.add_argument(
+        "--fast",
+        action="store_true",
+        help="smoke test (same as KDLIB_FAST=1): 5,000 images, 1 epoch, "
+        "2 temperatures x 1 alpha x 1 seed",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
     for name in ("seeds", "epochs", "batch_size"):
         if getattr(args, name) <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be a positive integer, "
-                         f"got {getattr(args, name)}")
+            parser.error(
+                f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}"
+            )
     if args.fast:
         os.environ["KDLIB_FAST"] = "1"
         args.temperatures, args.alphas, args.seeds, args.epochs = [2.0, 8.0], [0.5], 1, 1
@@ -115,17 +128,19 @@ def main(argv: list[str] | None = None) -> int:
         keras.utils.set_random_seed(seed)
         inits[seed] = models.mlp(hidden=hidden).get_weights()
     fit = {"batch_size": args.batch_size, "epochs": args.epochs, "verbose": 0}
-    print(f"{len(students)} students (MLP {'-'.join(map(str, hidden))}; {args.seeds} seed(s) x "
-          f"(1 scratch + {len(args.temperatures)} T x {len(args.alphas)} alpha)), "
-          f"{args.epochs} epoch(s), {n:,} images, batch {args.batch_size}, Adam; "
-          f"{os.cpu_count()} CPUs; load average {load_average()}", flush=True)
+    print(
+        f"{len(students)} students (MLP {'-'.join(map(str, hidden))}; {args.seeds} seed(s) x "
+        f"(1 scratch + {len(args.temperatures)} T x {len(args.alphas)} alpha)), "
+        f"{args.epochs} epoch(s), {n:,} images, batch {args.batch_size}, Adam; "
+        f"{os.cpu_count()} CPUs; load average {load_average()}",
+        flush=True,
+    )
 
     def stacked(
         which: list[tuple[float, float, int]], epochs: int = args.epochs
     ) -> tuple[float, EpochClock, Any]:
         start = time.perf_counter()
-        stack = StackedStudents([t for t, _, _ in which], [a for _, a, _ in which],
-                                hidden=hidden)
+        stack = StackedStudents([t for t, _, _ in which], [a for _, a, _ in which], hidden=hidden)
         for i, (_, _, seed) in enumerate(which):
             stack.set_student_weights(i, inits[seed])
         stack.compile(optimizer=keras.optimizers.Adam(1e-3))
@@ -143,15 +158,22 @@ def main(argv: list[str] | None = None) -> int:
         student = models.mlp(hidden=hidden)
         student.set_weights(inits[seed])
         distiller = Distiller(teacher=models.mlp(hidden=(8,), name="teacher"), student=student)
-        distiller.compile(optimizer=keras.optimizers.Adam(1e-3), alpha=alpha,
-                          temperature=temperature)
+        distiller.compile(
+            optimizer=keras.optimizers.Adam(1e-3), alpha=alpha, temperature=temperature
+        )
         clock = EpochClock()
         distiller.fit(x, targets, callbacks=[clock.callback()], **fit)
         separate_seconds += time.perf_counter() - start
         first_epochs.append(clock.seconds[0])
         later_epochs += clock.seconds[1:]
-        separate_accuracy.append(float(np.mean(np.argmax(
-            student.predict(x[:5000], batch_size=1000, verbose=0), axis=-1) == y[:5000])))
+        separate_accuracy.append(
+            float(
+                np.mean(
+                    np.argmax(student.predict(x[:5000], batch_size=1000, verbose=0), axis=-1)
+                    == y[:5000]
+                )
+            )
+        )
     print(f"one at a time:  {separate_seconds:7.1f} s   (load {load_average()})", flush=True)
     speedup = separate_seconds / stacked_seconds
 
@@ -166,28 +188,41 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"{'':34s}{'stacked':>12s}{'one at a time':>16s}")
     print(f"{'total seconds':34s}{stacked_seconds:12.1f}{separate_seconds:16.1f}")
-    print(f"{'seconds per student-epoch':34s}"
-          f"{stacked_seconds / len(students) / args.epochs:12.3f}"
-          f"{separate_seconds / len(students) / args.epochs:16.3f}")
+    print(
+        f"{'seconds per student-epoch':34s}"
+        f"{stacked_seconds / len(students) / args.epochs:12.3f}"
+        f"{separate_seconds / len(students) / args.epochs:16.3f}"
+    )
     print(f"speed-up: {speedup:.1f}x ({len(students)} students, {args.epochs} epoch(s))")
     steady = None
     if later_epochs and len(stacked_clock.seconds) > 1:
         # Past the first epoch (tracing): the ratio that long runs approach.
-        steady = float(np.mean(later_epochs)) * len(students) / float(
-            np.mean(stacked_clock.seconds[1:]))
+        steady = (
+            float(np.mean(later_epochs))
+            * len(students)
+            / float(np.mean(stacked_clock.seconds[1:]))
+        )
         print(f"speed-up per epoch after the first (what long runs approach): {steady:.1f}x")
     print()
     print("Where the time goes")
-    print(f"- one at a time, per student: first epoch {np.mean(first_epochs):.2f} s (with "
-          "tracing)" + (f", later epochs {np.mean(later_epochs):.2f} s" if later_epochs else ""))
-    print(f"- a stack of 1 student: {single_clock.seconds[-1]:.2f} s per epoch = "
-          f"{1000 * single_clock.seconds[-1] / steps:.2f} ms per step: the fixed cost of a "
-          "step (fit's loop, data, kernel launches), paid once per student one at a time")
-    print(f"- the stack of {len(students)}: {stack_epoch:.2f} s per epoch "
-          f"({1000 * stack_epoch / steps:.2f} ms per step), of which the arithmetic, "
-          f"{flops / 1e9:.0f} GFLOP per epoch, runs at {flops / stack_epoch / 1e9:.0f} GFLOP/s")
-    print(f"- accuracy on 5,000 training images, mean over students: stacked "
-          f"{np.mean(stacked_accuracy):.4f}, one at a time {np.mean(separate_accuracy):.4f}")
+    print(
+        f"- one at a time, per student: first epoch {np.mean(first_epochs):.2f} s (with "
+        "tracing)" + (f", later epochs {np.mean(later_epochs):.2f} s" if later_epochs else "")
+    )
+    print(
+        f"- a stack of 1 student: {single_clock.seconds[-1]:.2f} s per epoch = "
+        f"{1000 * single_clock.seconds[-1] / steps:.2f} ms per step: the fixed cost of a "
+        "step (fit's loop, data, kernel launches), paid once per student one at a time"
+    )
+    print(
+        f"- the stack of {len(students)}: {stack_epoch:.2f} s per epoch "
+        f"({1000 * stack_epoch / steps:.2f} ms per step), of which the arithmetic, "
+        f"{flops / 1e9:.0f} GFLOP per epoch, runs at {flops / stack_epoch / 1e9:.0f} GFLOP/s"
+    )
+    print(
+        f"- accuracy on 5,000 training images, mean over students: stacked "
+        f"{np.mean(stacked_accuracy):.4f}, one at a time {np.mean(separate_accuracy):.4f}"
+    )
 
     if args.json:
         report = {

@@ -1,8 +1,12 @@
 """kdlib: the knowledge-distillation course library.
 
-Modules: :mod:`kdlib.losses` (softmax with temperature, KL, distillation loss),
-:mod:`kdlib.distiller` (the Keras ``Distiller``), :mod:`kdlib.data` (MNIST),
-:mod:`kdlib.models` (teacher and student factories), :mod:`kdlib.config` (fast mode).
+Modules: :mod:`kdlib.losses` (softmax with temperature, entropy, KL, distillation loss),
+:mod:`kdlib.distiller` (the Keras ``Distiller``), :mod:`kdlib.soft_targets` (cached teacher
+logits), :mod:`kdlib.data` (MNIST), :mod:`kdlib.models` (teacher and student factories),
+:mod:`kdlib.experiment` (the MNIST experiment; :mod:`kdlib.experiment_config`,
+:mod:`kdlib.report`), :mod:`kdlib.plotting` and :mod:`kdlib.experiment_plots`,
+:mod:`kdlib.widgets`, :mod:`kdlib.check` (exercise self-checks), :mod:`kdlib.formatting`
+(``fmt``), :mod:`kdlib.validate` (argument checks), :mod:`kdlib.config` (fast mode).
 
 ``kdlib.Distiller`` is imported lazily, so ``import kdlib.config`` (and ``kdlib --help``)
 does not pay for importing Keras and its backend.
@@ -21,9 +25,27 @@ __version__ = "0.1.0"
 
 
 _SUBMODULES = (
-    "check", "cli", "config", "data", "distiller", "experiment", "losses", "models",
-    "dark_knowledge", "plotting", "soft_targets", "stacked", "sweep", "sweep_explorer",
-    "sweep_plots", "widgets",
+    "check",
+    "cli",
+    "config",
+    "dark_knowledge",
+    "data",
+    "distiller",
+    "experiment",
+    "experiment_config",
+    "experiment_plots",
+    "formatting",
+    "losses",
+    "models",
+    "plotting",
+    "report",
+    "soft_targets",
+    "stacked",
+    "sweep",
+    "sweep_explorer",
+    "sweep_plots",
+    "validate",
+    "widgets",
 )
 
 

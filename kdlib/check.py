@@ -30,6 +30,7 @@ import numpy as np
 from keras import ops
 
 from kdlib import losses
+from kdlib.formatting import fmt
 
 RTOL = 1e-4
 ATOL = 1e-6
@@ -46,35 +47,15 @@ class _Case:
     hint: str
 
 
-def _fmt(x: Any, digits: int = 6) -> str:
+def _compact(x: Any, digits: int = 6) -> str:
     """Numbers as a student would write them: ``[1000, 0]``, ``nan``, ``[[1, 2], [3, 4]]``."""
     a = np.asarray(x)
-    if a.ndim == 0:
-        value = float(a)
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return f"{value:.{digits}g}"
-    return "[" + ", ".join(_fmt(v, digits) for v in a) + "]"
-
-
-def fmt(values: Any, digits: int = 4) -> str:
-    """Numbers with a fixed number of decimals, the same on every NumPy version.
-
-    Notebooks print with it instead of ``print(array)``, whose layout differs between NumPy
-    versions: ``fmt([0.28943, 0.31987])`` gives ``'[0.2894, 0.3199]'``, ``fmt(0.020135)``
-    gives ``'0.0201'``; nan and inf print as ``nan``, ``inf`` and ``-inf``.
-    """
-    a = np.asarray(ops.convert_to_numpy(values), dtype=np.float64)
-    if a.ndim == 0:
-        value = float(a)
-        if math.isnan(value) or math.isinf(value):
-            return _fmt(value)
-        text = f"{value:.{digits}f}"
-        # -0.0000 is 0 to the reader
-        return text[1:] if text.startswith("-") and float(text) == 0 else text
-    return "[" + ", ".join(fmt(v, digits) for v in a) + "]"
+    if a.ndim > 0:
+        return "[" + ", ".join(_compact(v, digits) for v in a) + "]"
+    value = float(a)
+    if math.isnan(value) or math.isinf(value):
+        return fmt(value)
+    return f"{value:.{digits}g}"
 
 
 def _numpy(x: Any) -> np.ndarray:
@@ -98,11 +79,38 @@ def _close(got: np.ndarray, expected: np.ndarray) -> bool:
     )
 
 
-def _run(
-    name: str,
-    student_fn: Any,
-    cases: list[_Case],
-    diagnose: Callable[[_Case, np.ndarray], str | None] | None = None,
+Diagnose = Callable[[_Case, np.ndarray], str | None]
+
+
+def _failure(case: _Case, student_fn: Any, diagnose: Diagnose | None) -> tuple[str, str] | None:
+    """Run one case: None if it passes, else (what went wrong, the hint to show)."""
+    args = tuple(np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in case.args)
+    with warnings.catch_warnings(record=True) as caught, np.errstate(all="warn"):
+        warnings.simplefilter("always")
+        try:
+            raw = student_fn(*args)
+        except Exception as exc:  # noqa: BLE001 - the student's error is the message
+            return f"raised {type(exc).__name__}: {exc}", case.hint
+    got = _as_result(raw)
+    if got is None:
+        return (
+            f"returned {type(raw).__name__} {raw!r}, which is not an array of numbers",
+            case.hint,
+        )
+    if got.shape != case.expected.shape:
+        return f"got shape {got.shape}, expected shape {case.expected.shape}", case.hint
+    if _close(got, case.expected):
+        return None
+    message = f"got {_compact(got)}, expected {_compact(case.expected)}"
+    numpy_warnings = sorted({str(w.message) for w in caught})
+    if numpy_warnings:
+        message += f" (numpy warned: {'; '.join(numpy_warnings)})"
+    specific = diagnose(case, got) if diagnose is not None else None
+    return message, specific or case.hint
+
+
+def _grade(
+    name: str, student_fn: Any, cases: list[_Case], diagnose: Diagnose | None = None
 ) -> bool:
     """Call ``student_fn`` on every case, print the failures (or "passed"), return success."""
     if not callable(student_fn):
@@ -111,54 +119,18 @@ def _run(
             f"({type(student_fn).__name__}); call it as kdlib.check.{name}(my_{name}), "
             f"without parentheses after my_{name}."
         )
-    failures: list[str] = []
-    hints: list[str] = []
-    for case in cases:
-        args = tuple(np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in case.args)
-        with warnings.catch_warnings(record=True) as caught, np.errstate(all="warn"):
-            warnings.simplefilter("always")
-            try:
-                raw = student_fn(*args)
-            except Exception as exc:  # noqa: BLE001 - the student's error is the message
-                failures.append(
-                    f"fails for {case.description}: raised {type(exc).__name__}: {exc}"
-                )
-                hints.append(case.hint)
-                continue
-        got = _as_result(raw)
-        if got is None:
-            failures.append(
-                f"fails for {case.description}: returned {type(raw).__name__} {raw!r}, "
-                "which is not an array of numbers"
-            )
-            hints.append(case.hint)
-            continue
-        if got.shape != case.expected.shape:
-            failures.append(
-                f"fails for {case.description}: got shape {got.shape}, expected shape "
-                f"{case.expected.shape}"
-            )
-            hints.append(case.hint)
-            continue
-        if _close(got, case.expected):
-            continue
-        message = f"fails for {case.description}: got {_fmt(got)}, expected {_fmt(case.expected)}"
-        numpy_warnings = sorted({str(w.message) for w in caught})
-        if numpy_warnings:
-            message += f" (numpy warned: {'; '.join(numpy_warnings)})"
-        failures.append(message)
-        specific = diagnose(case, got) if diagnose is not None else None
-        hints.append(specific or case.hint)
-    if failures:
-        print(f"{name}: {len(failures)} of {len(cases)} cases fail")
-        for line in failures[:_MAX_SHOWN]:
-            print(f"  {line}")
-        if len(failures) > _MAX_SHOWN:
-            print(f"  ... and {len(failures) - _MAX_SHOWN} more")
-        print(f"hint: {hints[0]}")
-        return False
-    print(f"passed: {name} matches the reference on all {len(cases)} cases")
-    return True
+    outcomes = [(case, _failure(case, student_fn, diagnose)) for case in cases]
+    failures = [(case, failure) for case, failure in outcomes if failure is not None]
+    if not failures:
+        print(f"passed: {name} matches the reference on all {len(cases)} cases")
+        return True
+    print(f"{name}: {len(failures)} of {len(cases)} cases fail")
+    for case, (message, _) in failures[:_MAX_SHOWN]:
+        print(f"  fails for {case.description}: {message}")
+    if len(failures) > _MAX_SHOWN:
+        print(f"  ... and {len(failures) - _MAX_SHOWN} more")
+    print(f"hint: {failures[0][1][1]}")
+    return False
 
 
 # ------------------------------------------------------------------------------ references
@@ -175,10 +147,7 @@ def _kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 def _cross_entropy(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    # -sum p ln q, with 0 ln 0 = 0 (the limit) and p > 0, q = 0 giving inf.
-    with np.errstate(divide="ignore"):
-        log_q = np.log(q)
-    return -np.sum(np.where(p > 0, p * np.where(p > 0, log_q, 0.0), 0.0), axis=-1)
+    return _numpy(losses.cross_entropy(p, q))
 
 
 def _distillation(t: np.ndarray, s: np.ndarray, temperature: float) -> np.ndarray:
@@ -234,7 +203,7 @@ def softmax(student_fn: Callable[..., Any]) -> bool:
     def add(z: Any, t: float, hint: str, what: str = "logits") -> None:
         z = _array(z)
         cases.append(
-            _Case((z, t), f"{what} {_fmt(z, 4)}, temperature={t:g}", _softmax(z, t), hint)
+            _Case((z, t), f"{what} {_compact(z, 4)}, temperature={t:g}", _softmax(z, t), hint)
         )
 
     for t, n in ((1.0, 3), (1.0, 5), (0.5, 4), (2.0, 10), (5.0, 6)):
@@ -246,7 +215,7 @@ def softmax(student_fn: Callable[..., Any]) -> bool:
     add([2.0, 1.0, 0.1], 0.001, _STABLE)
     add([3.0, 1.0, 0.2], 100.0, _TEMPERATURE)
     add([[1.0, 2.0, 3.0], [1000.0, 0.0, -1000.0]], 2.0, _LAST_AXIS, what="batch of logits")
-    return _run("softmax", student_fn, cases)
+    return _grade("softmax", student_fn, cases)
 
 
 def log_softmax(student_fn: Callable[..., Any]) -> bool:
@@ -267,7 +236,7 @@ def log_softmax(student_fn: Callable[..., Any]) -> bool:
     def add(z: Any, t: float, what: str = "logits") -> None:
         z = _array(z)
         cases.append(
-            _Case((z, t), f"{what} {_fmt(z, 4)}, temperature={t:g}", _log_softmax(z, t), hint)
+            _Case((z, t), f"{what} {_compact(z, 4)}, temperature={t:g}", _log_softmax(z, t), hint)
         )
 
     for t, n in ((1.0, 3), (0.5, 5), (2.0, 8), (4.0, 4)):
@@ -276,7 +245,7 @@ def log_softmax(student_fn: Callable[..., Any]) -> bool:
     add([-1000.0, -1000.0, -1000.0], 1.0)
     add([50.0, 0.0, -50.0], 0.1)
     add([[1.0, 2.0, 3.0], [1000.0, 0.0, -1000.0]], 1.0, what="batch of logits")
-    return _run("log_softmax", student_fn, cases)
+    return _grade("log_softmax", student_fn, cases)
 
 
 def _distributions_case(
@@ -287,7 +256,7 @@ def _distributions_case(
     what: str = "",
 ) -> _Case:
     p, q = _array(p), _array(q)
-    label = f"{what}p={_fmt(p, 4)}, q={_fmt(q, 4)}"
+    label = f"{what}p={_compact(p, 4)}, q={_compact(q, 4)}"
     return _Case((p, q), label, reference(p, q), hint)
 
 
@@ -340,7 +309,7 @@ def kl_divergence(student_fn: Callable[..., Any]) -> bool:
                 return "that is the value in bits (log2); use the natural log for nats."
         return None
 
-    return _run("kl_divergence", student_fn, cases, diagnose)
+    return _grade("kl_divergence", student_fn, cases, diagnose)
 
 
 def cross_entropy(student_fn: Callable[..., Any]) -> bool:
@@ -381,7 +350,7 @@ def cross_entropy(student_fn: Callable[..., Any]) -> bool:
                 return "mind the sign: ln q <= 0, so H(p, q) = -sum p ln q >= 0."
         return None
 
-    return _run("cross_entropy", student_fn, cases, diagnose)
+    return _grade("cross_entropy", student_fn, cases, diagnose)
 
 
 def _logit_pairs(
@@ -395,7 +364,7 @@ def _logit_pairs(
     def add(t: Any, s: Any, temperature: float, case_hint: str = hint, what: str = "") -> None:
         t, s = _array(t), _array(s)
         label = (
-            f"{what}teacher logits {_fmt(t, 4)}, student logits {_fmt(s, 4)}, "
+            f"{what}teacher logits {_compact(t, 4)}, student logits {_compact(s, 4)}, "
             f"temperature={temperature:g}"
         )
         cases.append(_Case((t, s, temperature), label, reference(t, s, temperature), case_hint))
@@ -446,7 +415,7 @@ def distillation_loss(student_fn: Callable[..., Any]) -> bool:
                 return "teacher and student are swapped: the teacher's p comes first."
         return None
 
-    return _run("distillation_loss", student_fn, cases, diagnose)
+    return _grade("distillation_loss", student_fn, cases, diagnose)
 
 
 def distillation_gradient(student_fn: Callable[..., Any]) -> bool:
@@ -474,4 +443,4 @@ def distillation_gradient(student_fn: Callable[..., Any]) -> bool:
             return "one factor of T is missing: d/ds softmax(s/T) brings a 1/T, T**2 / T = T."
         return None
 
-    return _run("distillation_gradient", student_fn, cases, diagnose)
+    return _grade("distillation_gradient", student_fn, cases, diagnose)

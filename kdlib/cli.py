@@ -4,7 +4,7 @@ Examples
 --------
 ::
 
-    kdlib distill --fast                                   # a small run, about a minute
+    kdlib distill --fast                                   # a small run, about 20 s
     kdlib distill --seeds 3 --json results.json --plot comparison.png
     kdlib distill --teacher cnn --student mlp --temperature 4 --alpha 0.3 \\
         --save-student student.keras
@@ -20,11 +20,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import sys
-from collections.abc import Iterator, Sequence
-from typing import Any, NoReturn
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NoReturn, TypeVar
+
+from kdlib import validate
+
+T = TypeVar("T")
 
 # The names of kdlib.experiment.TEACHERS and STUDENTS (a test keeps them in step), so that
 # `kdlib --help` and flag errors answer without importing TensorFlow.
@@ -39,56 +42,27 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def _temperature(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(
-            f"must be a finite number > 0, got {text!r}; e.g. --temperature 6"
-        )
-    return value
+def _flag(
+    check: Callable[..., T], parse: Callable[[str], Any], **kwargs: Any
+) -> Callable[[str], T]:
+    """An argparse ``type``: parse the text, then check it with a :mod:`kdlib.validate` rule."""
 
+    def convert(text: str) -> T:
+        try:
+            value = parse(text)
+        except ValueError:
+            value = text  # the check refuses the text and quotes it
+        try:
+            return check(value, **kwargs)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
 
-def _alpha(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(
-            f"must be a number in [0, 1] (the weight of the hard-label loss), got {text!r}; "
-            "e.g. --alpha 0.1"
-        )
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}; e.g. 3")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}; e.g. 0")
-    return value
+    return convert
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``kdlib`` and its ``distill`` command."""
-    parser = _OneLineParser(
-        prog="kdlib", description="Knowledge distillation course tools."
-    )
+    parser = _OneLineParser(prog="kdlib", description="Knowledge distillation course tools.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     distill = commands.add_parser(
         "distill",
@@ -100,34 +74,81 @@ def build_parser() -> argparse.ArgumentParser:
             "or the fast one with --fast or KDLIB_FAST=1."
         ),
     )
-    distill.add_argument("--teacher", choices=TEACHER_CHOICES, default="cnn",
-                         help="teacher architecture (default: cnn)")
-    distill.add_argument("--student", choices=STUDENT_CHOICES, default="mlp",
-                         help="student architecture (default: mlp, 50 hidden units)")
-    distill.add_argument("--temperature", type=_temperature, default=None,
-                         help="distillation temperature T > 0 (default: 4)")
-    distill.add_argument("--alpha", type=_alpha, default=None,
-                         help="weight of the hard-label loss, in [0, 1] (default: 0.3)")
-    distill.add_argument("--epochs", type=_positive_int, default=None,
-                         help="epochs of each student (default: 30, fast 3)")
-    distill.add_argument("--teacher-epochs", type=_positive_int, default=None,
-                         help="epochs of the teacher (default: 8, fast 2)")
-    distill.add_argument("--batch-size", type=_positive_int, default=None,
-                         help="mini-batch size (default: 128)")
-    distill.add_argument("--seeds", type=_positive_int, default=1,
-                         help="train the students N times with seeds seed..seed+N-1 and "
-                              "report mean ± std (default: 1)")
-    distill.add_argument("--seed", type=_non_negative_int, default=0,
-                         help="first seed (default: 0)")
-    distill.add_argument("--fast", action="store_true",
-                         help="fast configuration (a data subset, few epochs), the same as "
-                              "KDLIB_FAST=1")
-    distill.add_argument("--json", metavar="PATH", default=None,
-                         help="write the results as JSON to PATH")
-    distill.add_argument("--plot", metavar="PATH", default=None,
-                         help="write a PNG bar chart of the comparison to PATH")
-    distill.add_argument("--save-student", metavar="PATH", default=None,
-                         help="save the distilled student (first seed) as a .keras file")
+    distill.add_argument(
+        "--teacher",
+        choices=TEACHER_CHOICES,
+        default="cnn",
+        help="teacher architecture (default: cnn)",
+    )
+    distill.add_argument(
+        "--student",
+        choices=STUDENT_CHOICES,
+        default="mlp",
+        help="student architecture (default: mlp, 50 hidden units)",
+    )
+    distill.add_argument(
+        "--temperature",
+        type=_flag(validate.temperature, float, name="--temperature"),
+        default=None,
+        help="distillation temperature T > 0 (default: 4)",
+    )
+    distill.add_argument(
+        "--alpha",
+        type=_flag(validate.alpha, float, name="--alpha"),
+        default=None,
+        help="weight of the hard-label loss, in [0, 1] (default: 0.3)",
+    )
+    distill.add_argument(
+        "--epochs",
+        type=_flag(validate.positive_int, int, name="--epochs"),
+        default=None,
+        help="epochs of each student (default: 30, fast 3)",
+    )
+    distill.add_argument(
+        "--teacher-epochs",
+        type=_flag(validate.positive_int, int, name="--teacher-epochs"),
+        default=None,
+        help="epochs of the teacher (default: 8, fast 2)",
+    )
+    distill.add_argument(
+        "--batch-size",
+        type=_flag(validate.positive_int, int, name="--batch-size"),
+        default=None,
+        help="mini-batch size (default: 128)",
+    )
+    distill.add_argument(
+        "--seeds",
+        type=_flag(validate.positive_int, int, name="--seeds"),
+        default=1,
+        help="train the students N times with seeds seed..seed+N-1 and "
+        "report mean ± std (default: 1)",
+    )
+    distill.add_argument(
+        "--seed",
+        type=_flag(validate.non_negative_int, int, name="--seed"),
+        default=0,
+        help="first seed (default: 0)",
+    )
+    distill.add_argument(
+        "--fast",
+        action="store_true",
+        help="fast configuration (a data subset, few epochs), the same as KDLIB_FAST=1",
+    )
+    distill.add_argument(
+        "--json", metavar="PATH", default=None, help="write the results as JSON to PATH"
+    )
+    distill.add_argument(
+        "--plot",
+        metavar="PATH",
+        default=None,
+        help="write a PNG bar chart of the comparison to PATH",
+    )
+    distill.add_argument(
+        "--save-student",
+        metavar="PATH",
+        default=None,
+        help="save the distilled student (first seed) as a .keras file",
+    )
     _add_sweep_parser(commands)
     return parser
 
@@ -145,32 +166,85 @@ def _add_sweep_parser(commands: Any) -> None:
             "2 x 2 x 2 grid on a data subset with --fast or KDLIB_FAST=1."
         ),
     )
-    sweep.add_argument("--temperatures", type=_temperature, nargs="+", default=None,
-                       metavar="T", help="temperatures (default: 1 2 4 8 20)")
-    sweep.add_argument("--alphas", type=_alpha, nargs="+", default=None, metavar="ALPHA",
-                       help="weights of the hard-label loss (default: 0 0.1 0.5 0.9)")
-    sweep.add_argument("--seeds", type=_positive_int, default=None,
-                       help="seeds per cell (default: 3, fast 2)")
-    sweep.add_argument("--seed", type=_non_negative_int, default=0, help="first seed")
-    sweep.add_argument("--hidden", type=_positive_int, nargs="+", default=[50], metavar="UNITS",
-                       help="hidden units of the student MLP (default: 50)")
-    sweep.add_argument("--teacher", choices=TEACHER_CHOICES, default="cnn",
-                       help="teacher architecture (default: cnn)")
-    sweep.add_argument("--epochs", type=_positive_int, default=None,
-                       help="epochs of every student (default: 30, fast 3)")
-    sweep.add_argument("--teacher-epochs", type=_positive_int, default=None,
-                       help="epochs of the teacher (default: 8, fast 2)")
-    sweep.add_argument("--load-teacher", metavar="PATH", default=None,
-                       help="use this trained teacher (.keras) instead of training one")
-    sweep.add_argument("--save-teacher", metavar="PATH", default=None,
-                       help="save the trained teacher as a .keras file, to reuse it")
-    sweep.add_argument("--fast", action="store_true",
-                       help="fast configuration, the same as KDLIB_FAST=1")
-    sweep.add_argument("--json", metavar="PATH", default=None,
-                       help="write one record per (T, alpha, seed) and the scratch baseline "
-                            "per seed as JSON to PATH")
-    sweep.add_argument("--plot", metavar="PATH", default=None,
-                       help="write a PNG heatmap of validation accuracy over T x alpha")
+    positive = _flag(validate.positive_int, int, name="--seeds")
+    sweep.add_argument(
+        "--temperatures",
+        type=_flag(validate.temperature, float, name="--temperatures"),
+        nargs="+",
+        default=None,
+        metavar="T",
+        help="temperatures (default: 1 2 4 8 20)",
+    )
+    sweep.add_argument(
+        "--alphas",
+        type=_flag(validate.alpha, float, name="--alphas"),
+        nargs="+",
+        default=None,
+        metavar="ALPHA",
+        help="weights of the hard-label loss (default: 0 0.1 0.5 0.9)",
+    )
+    sweep.add_argument(
+        "--seeds", type=positive, default=None, help="seeds per cell (default: 3, fast 2)"
+    )
+    sweep.add_argument(
+        "--seed",
+        type=_flag(validate.non_negative_int, int, name="--seed"),
+        default=0,
+        help="first seed (default: 0)",
+    )
+    sweep.add_argument(
+        "--hidden",
+        type=_flag(validate.positive_int, int, name="--hidden"),
+        nargs="+",
+        default=[50],
+        metavar="UNITS",
+        help="hidden units of the student MLP (default: 50)",
+    )
+    sweep.add_argument(
+        "--teacher",
+        choices=TEACHER_CHOICES,
+        default="cnn",
+        help="teacher architecture (default: cnn)",
+    )
+    sweep.add_argument(
+        "--epochs",
+        type=_flag(validate.positive_int, int, name="--epochs"),
+        default=None,
+        help="epochs of every student (default: 30, fast 3)",
+    )
+    sweep.add_argument(
+        "--teacher-epochs",
+        type=_flag(validate.positive_int, int, name="--teacher-epochs"),
+        default=None,
+        help="epochs of the teacher (default: 8, fast 2)",
+    )
+    sweep.add_argument(
+        "--load-teacher",
+        metavar="PATH",
+        default=None,
+        help="use this trained teacher (.keras) instead of training one",
+    )
+    sweep.add_argument(
+        "--save-teacher",
+        metavar="PATH",
+        default=None,
+        help="save the trained teacher as a .keras file, to reuse it",
+    )
+    sweep.add_argument(
+        "--fast", action="store_true", help="fast configuration, the same as KDLIB_FAST=1"
+    )
+    sweep.add_argument(
+        "--json",
+        metavar="PATH",
+        default=None,
+        help="write one record per (T, alpha, seed) and the scratch baseline per seed as JSON",
+    )
+    sweep.add_argument(
+        "--plot",
+        metavar="PATH",
+        default=None,
+        help="write a PNG heatmap of validation accuracy over T x alpha",
+    )
 
 
 @contextlib.contextmanager
@@ -198,27 +272,98 @@ def _fail(message: str, command: str = "distill") -> NoReturn:
     raise SystemExit(2)
 
 
-def _sweep(args: argparse.Namespace) -> int:
-    from kdlib import experiment  # imports Keras and TensorFlow: only once flags look sane
-
-    if args.load_teacher is not None and not os.path.isfile(args.load_teacher):
-        _fail(f"--load-teacher {args.load_teacher!r}: no such file; give a .keras teacher "
-              "saved with --save-teacher, or leave the flag out to train one.", "sweep")
-    for flag, path, suffix in (("--json", args.json, None), ("--plot", args.plot, ".png"),
-                               ("--save-teacher", args.save_teacher, ".keras")):
+def _distill(args: argparse.Namespace) -> int:
+    for flag, path, suffix in (
+        ("--json", args.json, None),
+        ("--plot", args.plot, ".png"),
+        ("--save-student", args.save_student, ".keras"),
+    ):
         if path is not None:
             try:
-                experiment.check_output_path(path, suffix=suffix, flag=flag)
+                validate.output_path(path, suffix=suffix, name=flag)
+            except ValueError as err:
+                _fail(str(err))
+    # Keras and TensorFlow are imported only once every flag and path looks sane.
+    from kdlib import experiment, report
+
+    with _fast_mode(args.fast):
+        try:
+            config = experiment.ExperimentConfig.default(
+                teacher=args.teacher,
+                student=args.student,
+                temperature=args.temperature,
+                alpha=args.alpha,
+                epochs=args.epochs,
+                teacher_epochs=args.teacher_epochs,
+                batch_size=args.batch_size,
+                seeds=args.seeds,
+                seed=args.seed,
+            )
+        except ValueError as err:
+            _fail(str(err))
+        result = experiment.run_experiment(config, save_student=args.save_student)
+
+    print()
+    print(report.format_table(result))
+    if args.json is not None:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(result.to_json_dict(), f, indent=2)
+            f.write("\n")
+        print(f"wrote {args.json}")
+    if args.plot is not None:
+        import matplotlib.pyplot as plt
+
+        from kdlib.experiment_plots import plot_comparison
+
+        reports = (result.teacher, result.scratch, result.distilled)
+        fig = plot_comparison(
+            [r.name for r in reports],
+            [r.test_accuracy for r in reports],
+            stds=[r.test_accuracy_std for r in reports],
+            params=[r.params for r in reports],
+            title=f"MNIST, T = {config.temperature:g}, alpha = {config.alpha:g}, "
+            f"{config.seeds} seed(s)",
+        )
+        fig.savefig(args.plot, dpi=120)
+        plt.close(fig)
+        print(f"wrote {args.plot}")
+    if args.save_student is not None:
+        print(f"wrote {args.save_student} (loads with keras.models.load_model, no kdlib needed)")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    if args.load_teacher is not None and not os.path.isfile(args.load_teacher):
+        _fail(
+            f"--load-teacher {args.load_teacher!r}: no such file; give a .keras teacher saved "
+            "with --save-teacher, or leave the flag out to train one.",
+            "sweep",
+        )
+    for flag, path, suffix in (
+        ("--json", args.json, None),
+        ("--plot", args.plot, ".png"),
+        ("--save-teacher", args.save_teacher, ".keras"),
+    ):
+        if path is not None:
+            try:
+                validate.output_path(path, suffix=suffix, name=flag)
             except ValueError as err:
                 _fail(str(err), "sweep")
+    # Keras and TensorFlow are imported only once every flag and path looks sane.
     from kdlib import sweep
 
     with _fast_mode(args.fast):
         try:
             config = sweep.SweepConfig.default(
-                temperatures=args.temperatures, alphas=args.alphas, hidden=args.hidden,
-                teacher=args.teacher, epochs=args.epochs, teacher_epochs=args.teacher_epochs,
-                seeds=args.seeds, seed=args.seed, verbose=2,
+                temperatures=args.temperatures,
+                alphas=args.alphas,
+                hidden=args.hidden,
+                teacher=args.teacher,
+                epochs=args.epochs,
+                teacher_epochs=args.teacher_epochs,
+                seeds=args.seeds,
+                seed=args.seed,
+                verbose=2,
             )
         except ValueError as err:
             _fail(str(err), "sweep")
@@ -243,65 +388,6 @@ def _sweep(args: argparse.Namespace) -> int:
 
         plot_sweep_heatmap(payload).savefig(args.plot, dpi=120, bbox_inches="tight")
         print(f"wrote {args.plot}")
-    return 0
-
-
-def _distill(args: argparse.Namespace) -> int:
-    from kdlib import experiment  # imports Keras and TensorFlow: only once flags look sane
-
-    for flag, path, suffix in (
-        ("--json", args.json, None),
-        ("--plot", args.plot, ".png"),
-        ("--save-student", args.save_student, ".keras"),
-    ):
-        if path is not None:
-            try:
-                experiment.check_output_path(path, suffix=suffix, flag=flag)
-            except ValueError as err:
-                _fail(str(err))
-    with _fast_mode(args.fast):
-        try:
-            config = experiment.ExperimentConfig.default(
-                teacher=args.teacher,
-                student=args.student,
-                temperature=args.temperature,
-                alpha=args.alpha,
-                epochs=args.epochs,
-                teacher_epochs=args.teacher_epochs,
-                batch_size=args.batch_size,
-                seeds=args.seeds,
-                seed=args.seed,
-            )
-        except ValueError as err:
-            _fail(str(err))
-        result = experiment.run_experiment(config, save_student=args.save_student)
-
-    print()
-    print(experiment.format_table(result))
-    if args.json is not None:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result.to_json_dict(), f, indent=2)
-            f.write("\n")
-        print(f"wrote {args.json}")
-    if args.plot is not None:
-        import matplotlib.pyplot as plt
-
-        from kdlib.plotting import plot_comparison
-
-        reports = (result.teacher, result.scratch, result.distilled)
-        fig = plot_comparison(
-            [r.name for r in reports],
-            [r.test_accuracy for r in reports],
-            stds=[r.test_accuracy_std for r in reports],
-            params=[r.params for r in reports],
-            title=f"MNIST, T = {config.temperature:g}, alpha = {config.alpha:g}, "
-            f"{config.seeds} seed(s)",
-        )
-        fig.savefig(args.plot, dpi=120)
-        plt.close(fig)
-        print(f"wrote {args.plot}")
-    if args.save_student is not None:
-        print(f"wrote {args.save_student} (loads with keras.models.load_model, no kdlib needed)")
     return 0
 
 

@@ -17,7 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-Split = tuple[np.ndarray, np.ndarray]
+from kdlib import validate
+
+#: Images and labels of one part of the data set, ``(x, y)``.
+ImagesLabels = tuple[np.ndarray, np.ndarray]
 
 FILENAME = "mnist.npz"
 DATA_DIR_ENV_VAR = "KDLIB_DATA_DIR"
@@ -44,7 +47,7 @@ def candidate_paths(path: str | os.PathLike[str] | None = None) -> list[Path]:
     return paths
 
 
-def _read_npz(path: Path) -> tuple[Split, Split]:
+def _read_npz(path: Path) -> tuple[ImagesLabels, ImagesLabels]:
     """Read and validate an MNIST ``.npz``; raise ValueError naming the file if it is bad."""
     try:
         with np.load(path, allow_pickle=False) as f:
@@ -58,11 +61,11 @@ def _read_npz(path: Path) -> tuple[Split, Split]:
             f"truncated or corrupt: delete it and put a good copy of {FILENAME} there, or "
             f"point {DATA_DIR_ENV_VAR} at a folder that holds one."
         ) from err
-    _validate(arrays, path)
+    _check_contents(arrays, path)
     return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
 
 
-def _validate(arrays: dict[str, np.ndarray], path: Path | str) -> None:
+def _check_contents(arrays: dict[str, np.ndarray], path: Path | str) -> None:
     problems = []
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
@@ -76,19 +79,20 @@ def _validate(arrays: dict[str, np.ndarray], path: Path | str) -> None:
             problems.append(f"y_{split} labels span {y.min()}..{y.max()}, not 0..9")
     if problems:
         raise ValueError(
-            f"{path} does not hold MNIST as expected: " + "; ".join(problems)
+            f"{path} does not hold MNIST as expected: "
+            + "; ".join(problems)
             + f". Replace it with the original {FILENAME}."
         )
 
 
-def _download() -> tuple[Split, Split]:
+def _download() -> tuple[ImagesLabels, ImagesLabels]:
     """Download through Keras (cached in the Keras cache for next time)."""
     import keras
 
     return keras.datasets.mnist.load_data()
 
 
-def load_mnist(path: str | os.PathLike[str] | None = None) -> tuple[Split, Split]:
+def load_mnist(path: str | os.PathLike[str] | None = None) -> tuple[ImagesLabels, ImagesLabels]:
     """Load MNIST as ``(x_train, y_train), (x_test, y_test)``, uint8, like Keras does.
 
     Parameters
@@ -130,7 +134,7 @@ def load_mnist(path: str | os.PathLike[str] | None = None) -> tuple[Split, Split
             f"{REPO_DATA_DIR / FILENAME}."
         ) from err
     arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
-    _validate(arrays, "the downloaded MNIST")
+    _check_contents(arrays, "the downloaded MNIST")
     return (x_train, y_train), (x_test, y_test)
 
 
@@ -161,8 +165,7 @@ def balanced_subset(
     x, y = np.asarray(x), np.asarray(y)
     if len(x) != len(y):
         raise ValueError(f"x and y differ in length: {len(x)} and {len(y)}.")
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0:
-        raise ValueError(f"size must be a positive integer, got {size!r}.")
+    size = validate.positive_int(size, "size", example=1000)
     classes = np.unique(y)
     rng = np.random.default_rng(seed)
     base, extra = divmod(int(size), len(classes))
@@ -178,5 +181,3 @@ def balanced_subset(
         chosen.append(rng.choice(idx, size=want, replace=False))
     order = rng.permutation(np.concatenate(chosen))
     return x[order], y[order]
-
-

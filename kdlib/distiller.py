@@ -17,31 +17,17 @@ Soft targets can be *online* (the teacher runs on every batch; needed with augme
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 import keras
 from keras import ops
 
-from kdlib.losses import DistillationLoss, check_temperature
+from kdlib import validate
+from kdlib.losses import DistillationLoss
 
 LABELS_KEY = "labels"
 TEACHER_LOGITS_KEY = "teacher_logits"
-
-
-def check_alpha(alpha: Any) -> float:
-    """Return ``alpha`` as a float, or raise if it is not a number in [0, 1]."""
-    try:
-        value = float(alpha)
-    except (TypeError, ValueError):
-        value = math.nan
-    if isinstance(alpha, bool) or not 0.0 <= value <= 1.0:
-        raise ValueError(
-            f"alpha must be a number in [0, 1] (the weight of the hard-label loss), got "
-            f"{alpha!r}; alpha=0.1 gives 10% hard labels and 90% distillation."
-        )
-    return value
 
 
 def applies_softmax(model: keras.Model) -> bool:
@@ -211,8 +197,8 @@ class Distiller(keras.Model):
         **kwargs
             Passed to ``keras.Model.compile`` (e.g. ``jit_compile``, ``steps_per_execution``).
         """
-        self.alpha = check_alpha(alpha)
-        self.temperature = check_temperature(temperature)
+        self.alpha = validate.alpha(alpha)
+        self.temperature = validate.temperature(temperature)
         if kwargs.get("loss") is not None:
             raise ValueError(
                 "Distiller.compile() takes student_loss_fn and distillation_loss_fn, not "
@@ -229,30 +215,28 @@ class Distiller(keras.Model):
         self.student_loss_fn = _as_loss(student_loss_fn, "student_loss_fn")
         self.distillation_loss_fn = _as_loss(distillation_loss_fn, "distillation_loss_fn")
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
+        # What get_compile_config saves: the arguments of this method, nothing of Keras' own.
+        self._compile_arguments = {"metrics": metrics, **kwargs}
 
     def get_compile_config(self) -> dict[str, Any]:
-        config = super().get_compile_config()
-        if not config:
-            return config
-        config.update(
-            alpha=self.alpha,
-            temperature=self.temperature,
-            student_loss_fn=keras.saving.serialize_keras_object(self.student_loss_fn),
-            distillation_loss_fn=keras.saving.serialize_keras_object(
-                self.distillation_loss_fn
-            ),
+        """The arguments of :meth:`compile`, serialized (empty before compile)."""
+        if self.alpha is None or not self.compiled:
+            return {}
+        return keras.saving.serialize_keras_object(
+            {
+                "optimizer": self.optimizer,
+                "student_loss_fn": self.student_loss_fn,
+                "distillation_loss_fn": self.distillation_loss_fn,
+                "alpha": self.alpha,
+                "temperature": self.temperature,
+                **self._compile_arguments,
+            }
         )
-        return config
 
     def compile_from_config(self, config: dict[str, Any]) -> None:
-        config = dict(config)
-        for key in ("student_loss_fn", "distillation_loss_fn", "optimizer", "metrics"):
-            if config.get(key) is not None:
-                config[key] = keras.saving.deserialize_keras_object(config[key])
-        for key in ("loss", "loss_weights", "weighted_metrics"):
-            config.pop(key, None)
-        self.compile(**config)
-        if self.built:
+        """Compile again from :meth:`get_compile_config` (what ``load_model`` calls)."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:  # create the optimizer's variables, so that its saved state loads
             self.optimizer.build(self.trainable_variables)
 
     def get_config(self) -> dict[str, Any]:
@@ -337,9 +321,10 @@ class Distiller(keras.Model):
         student_loss = self.student_loss_fn(labels, student_logits, sample_weight)
         distill_loss = self.distillation_loss_fn(teacher_logits, student_logits, sample_weight)
         total = self.alpha * student_loss + (1.0 - self.alpha) * distill_loss
-        for extra in self.losses:  # the student's regularisers, if any
-            total = total + self._aggregate_additional_loss(extra)
         replicas = _num_replicas_in_sync()
+        # The student's regularisers, as Keras adds them: summed, a per-replica share each.
+        for extra in self.student.losses:
+            total = total + ops.sum(ops.cast(extra, "float32")) / replicas
         if replicas != 1:  # report the global mean, as Keras does for `loss`
             student_loss, distill_loss = student_loss * replicas, distill_loss * replicas
         batch = ops.shape(student_logits)[0]

@@ -8,29 +8,14 @@ probabilities that carry the "dark knowledge".
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import keras
 from keras import ops
 
+from kdlib import validate
+
 _HALF = ("float16", "bfloat16")
-
-
-def check_temperature(temperature: Any) -> float:
-    """Return ``temperature`` as a float, or raise if it is not a finite number > 0."""
-    value = math.nan
-    if not isinstance(temperature, (bool, str)) and not hasattr(temperature, "__len__"):
-        try:
-            value = float(temperature)  # ints, floats, numpy scalars
-        except (TypeError, ValueError):
-            pass
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(
-            f"temperature must be a finite number > 0, got {temperature!r}; "
-            "typical values are 1 to 20 (e.g. temperature=3.0)."
-        )
-    return value
 
 
 def _as_float(x: Any) -> Any:
@@ -45,9 +30,7 @@ def _as_float(x: Any) -> Any:
 def _check_same_shape(a: Any, b: Any, a_name: str, b_name: str) -> None:
     """Raise ValueError if two static shapes differ (unknown dimensions match anything)."""
     sa, sb = tuple(a.shape), tuple(b.shape)
-    same = len(sa) == len(sb) and all(
-        x is None or y is None or x == y for x, y in zip(sa, sb)
-    )
+    same = len(sa) == len(sb) and all(x is None or y is None or x == y for x, y in zip(sa, sb))
     if not same:
         raise ValueError(
             f"{a_name} and {b_name} must have the same shape, got {sa} and {sb}; "
@@ -74,7 +57,7 @@ def softmax_with_temperature(logits: Any, temperature: float = 1.0) -> Any:
     -------
     Tensor of probabilities, same shape as ``logits`` (float32 for half-precision input).
     """
-    t = check_temperature(temperature)
+    t = validate.temperature(temperature)
     z = _as_float(logits)
     return ops.softmax(z / t, axis=-1)
 
@@ -110,6 +93,33 @@ def kl_divergence(p: Any, q: Any) -> Any:
     return ops.sum(terms, axis=-1)
 
 
+def entropy(p: Any) -> Any:
+    r"""Per-example entropy :math:`H(p) = -\sum_i p_i \ln p_i` in nats, over the last axis.
+
+    Terms with ``p_i = 0`` contribute 0 (the limit of ``p ln p``).
+    """
+    p = _as_float(p)
+    positive = p > 0
+    safe_p = ops.where(positive, p, ops.ones_like(p))
+    return -ops.sum(ops.where(positive, p * ops.log(safe_p), ops.zeros_like(p)), axis=-1)
+
+
+def cross_entropy(p: Any, q: Any) -> Any:
+    r"""Per-example cross-entropy :math:`H(p, q) = -\sum_i p_i \ln q_i` in nats (last axis).
+
+    ``H(p, q) = H(p) + KL(p || q)``. Terms with ``p_i = 0`` contribute 0; a term with
+    ``p_i > 0`` and ``q_i = 0`` gives ``inf``.
+    """
+    p = _as_float(p)
+    q = _as_float(q)
+    _check_same_shape(p, q, "p", "q")
+    if p.dtype != q.dtype:
+        q = ops.cast(q, p.dtype)
+    positive = p > 0
+    safe_q = ops.where(positive, q, ops.ones_like(q))
+    return -ops.sum(ops.where(positive, p * ops.log(safe_q), ops.zeros_like(p)), axis=-1)
+
+
 def distillation_loss(teacher_logits: Any, student_logits: Any, temperature: float) -> Any:
     r"""Per-example soft-target loss of Hinton et al. (2015).
 
@@ -130,7 +140,7 @@ def distillation_loss(teacher_logits: Any, student_logits: Any, temperature: flo
     -------
     Tensor of shape ``(batch,)`` (float32, or float64 for float64 input).
     """
-    t = check_temperature(temperature)
+    t = validate.temperature(temperature)
     teacher_logits = _as_float(teacher_logits)
     student_logits = _as_float(student_logits)
     _check_same_shape(teacher_logits, student_logits, "teacher_logits", "student_logits")
@@ -159,7 +169,7 @@ class DistillationLoss(keras.losses.Loss):
         dtype: str | None = "float32",
     ) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.temperature = check_temperature(temperature)
+        self.temperature = validate.temperature(temperature)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         return distillation_loss(y_true, y_pred, self.temperature)

@@ -11,21 +11,7 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
-
-def _check_hidden(hidden: Sequence[int]) -> tuple[int, ...]:
-    units = tuple(hidden)
-    if not units or any(isinstance(u, bool) or not isinstance(u, int) or u <= 0 for u in units):
-        raise ValueError(
-            f"hidden must be a non-empty sequence of positive integers, got {hidden!r}; "
-            "e.g. hidden=(800, 800)."
-        )
-    return units
-
-
-def _check_dropout(dropout: float) -> float:
-    if not 0.0 <= float(dropout) < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}; e.g. dropout=0.2.")
-    return float(dropout)
+from kdlib import validate
 
 
 def mlp(
@@ -44,8 +30,8 @@ def mlp(
     dropout : float
         Dropout rate after each hidden layer (0 disables it).
     """
-    units = _check_hidden(hidden)
-    rate = _check_dropout(dropout)
+    units = validate.layer_sizes(hidden, "hidden")
+    rate = validate.dropout(dropout)
     inputs = keras.Input(shape=input_shape, name="images")
     x = layers.Flatten()(inputs)
     for i, n in enumerate(units):
@@ -66,12 +52,12 @@ def cnn(
 ) -> keras.Model:
     """A small CNN: per entry of ``filters`` a 3x3 Conv + ReLU + 2x2 max-pool, then Dense.
 
-    With the defaults (32, 64 filters, 128 dense units) it has about 225k parameters and
+    With the defaults (32, 64 filters, 128 dense units) it has 421,642 parameters and
     reaches about 99 % test accuracy on MNIST after a few epochs.
     """
-    convs = _check_hidden(filters)
-    _check_hidden((dense,))
-    rate = _check_dropout(dropout)
+    convs = validate.layer_sizes(filters, "filters", example="(32, 64)")
+    dense = validate.positive_int(dense, "dense", example=128)
+    rate = validate.dropout(dropout)
     inputs = keras.Input(shape=input_shape, name="images")
     x = layers.Reshape((*input_shape[:2], 1))(inputs) if len(input_shape) == 2 else inputs
     for i, n in enumerate(convs):

@@ -1,7 +1,8 @@
-"""Matplotlib helpers shared by the notebooks and the ``kdlib distill`` command.
+"""Concept plots of notebooks 01-03: softmax and temperature, entropy, KL, the T² gradient.
 
-Every function draws on a ``matplotlib.axes.Axes`` (created if not given) and returns the
-figure or axes, so it works without a display (``MPLBACKEND=Agg``) and in tests.
+Every function draws on a ``matplotlib.axes.Axes`` (created if not given) and returns it, so
+it works without a display (``MPLBACKEND=Agg``). Plots of experiment results are in
+:mod:`kdlib.experiment_plots`.
 """
 
 from __future__ import annotations
@@ -14,34 +15,14 @@ import numpy as np
 from keras import ops
 from matplotlib.axes import Axes
 
-from kdlib import losses
-
-# --------------------------------------------------------------------------------------
-# Softmax, temperature, KL and the distillation gradient (notebooks 01-03)
-# --------------------------------------------------------------------------------------
+from kdlib import losses, validate
 
 
-def _logit_vector(logits: Any, name: str = "logits") -> np.ndarray:
-    """A 1-D float64 array of at least two finite entries, or a ValueError that says why."""
-    z = np.asarray(logits, dtype=np.float64)
-    if z.ndim != 1 or z.size < 2 or not np.all(np.isfinite(z)):
-        raise ValueError(
-            f"{name} must be a 1-D sequence of at least two finite numbers (one per class), "
-            f"got {logits!r}; e.g. {name}=[2.0, 1.0, 0.1]."
-        )
-    return z
-
-
-def _temperature_grid(temperatures: Any, default: tuple[float, float]) -> np.ndarray:
+def _grid(temperatures: Any, low: float, high: float) -> np.ndarray:
+    """The temperatures given, or 200 values from ``low`` to ``high`` spaced geometrically."""
     if temperatures is None:
-        return np.geomspace(default[0], default[1], 200)
-    grid = np.asarray(temperatures, dtype=np.float64).ravel()
-    if grid.size == 0 or not np.all(np.isfinite(grid)) or np.any(grid <= 0):
-        raise ValueError(
-            f"temperatures must be finite numbers > 0, got {temperatures!r}; "
-            "e.g. temperatures=np.geomspace(0.1, 100, 200)."
-        )
-    return grid
+        return np.geomspace(low, high, 200)
+    return validate.temperatures(temperatures)
 
 
 def _softened(logits: np.ndarray, temperatures: np.ndarray) -> np.ndarray:
@@ -79,20 +60,12 @@ def bar_probabilities(
 
     Returns
     -------
-    The Axes; ``ax.patches`` holds one bar per class, in order.
+    The Axes.
     """
-    p = np.asarray(probabilities, dtype=np.float64)
-    if p.ndim != 1 or p.size == 0 or not np.all(np.isfinite(p)) or np.any(p < 0):
-        raise ValueError(
-            f"probabilities must be a 1-D array of finite numbers >= 0, got {probabilities!r}; "
-            "pass one probability per class, e.g. softmax_with_temperature(logits, T)."
-        )
-    names = [str(i) for i in range(p.size)] if labels is None else [str(x) for x in labels]
-    if len(names) != p.size:
-        raise ValueError(
-            f"labels has {len(names)} entries but probabilities has {p.size}; "
-            "give exactly one label per class."
-        )
+    p = validate.vector(
+        probabilities, "probabilities", non_negative=True, example="[0.7, 0.2, 0.1]"
+    )
+    names = validate.class_labels(labels, p.size, of="probabilities")
     ax = _new_axes(ax, (6, 3))
     ax.bar(names, p, color=color)
     ax.set_ylim(0, 1)
@@ -123,18 +96,13 @@ def plot_softmax_vs_temperature(
 
     Returns
     -------
-    The Axes; ``ax.lines[i]`` is class ``i`` (x = temperatures, y = probabilities), and the
-    last line is the uniform level 1/N.
+    The Axes.
     """
-    z = _logit_vector(logits)
-    grid = _temperature_grid(temperatures, (0.05, 100.0))
+    z = validate.logit_vector(logits)
+    grid = _grid(temperatures, 0.05, 100.0)
     probs = _softened(z, grid)
-    names = [f"class {i}" for i in range(z.size)] if labels is None else list(labels)
-    if len(names) != z.size:
-        raise ValueError(
-            f"labels has {len(names)} entries but logits has {z.size}; "
-            "give exactly one label per class."
-        )
+    default = [f"class {i}" for i in range(z.size)]
+    names = validate.class_labels(default if labels is None else labels, z.size, of="logits")
     ax = _new_axes(ax, (6, 3.5))
     for i, name in enumerate(names):
         ax.plot(grid, probs[:, i], label=str(name))
@@ -159,15 +127,11 @@ def plot_entropy_vs_temperature(
 
     Returns
     -------
-    The Axes; ``ax.lines[0]`` is the entropy curve (x = temperatures, y = entropy in nats),
-    ``ax.lines[1]`` the level ln N.
+    The Axes.
     """
-    z = _logit_vector(logits)
-    grid = _temperature_grid(temperatures, (0.05, 100.0))
-    probs = _softened(z, grid)
-    # p ln p -> 0 as p -> 0: mask the zeros instead of adding an epsilon.
-    safe = np.where(probs > 0, probs, 1.0)
-    entropy = -np.sum(np.where(probs > 0, probs * np.log(safe), 0.0), axis=-1)
+    z = validate.logit_vector(logits)
+    grid = _grid(temperatures, 0.05, 100.0)
+    entropy = ops.convert_to_numpy(losses.entropy(_softened(z, grid)))
     ax = _new_axes(ax, (6, 3.5))
     ax.plot(grid, entropy, label="H(softmax(z / T))")
     ax.plot(grid, np.full_like(grid, np.log(z.size)), "k:", label=f"ln {z.size} (uniform)")
@@ -191,16 +155,14 @@ def plot_kl_asymmetry(
 
     Returns
     -------
-    The Axes; ``ax.lines[0]`` is KL(p_a || q), ``ax.lines[1]`` is KL(q || p_a), both
-    with x = a.
+    The Axes.
     """
     q = np.asarray(q, dtype=np.float64)
     if q.shape != (2,) or np.any(q <= 0) or not np.isclose(q.sum(), 1.0):
         raise ValueError(
             f"q must be two positive probabilities that sum to 1, got {q!r}; e.g. q=(0.2, 0.8)."
         )
-    if num < 3:
-        raise ValueError(f"num must be at least 3 points, got {num!r}; e.g. num=199.")
+    num = validate.positive_int(num, "num", example=199)
     a = np.linspace(0.0, 1.0, num + 2)[1:-1]
     p = np.stack([a, 1.0 - a], axis=-1)
     qs = np.broadcast_to(q, p.shape)
@@ -236,17 +198,16 @@ def plot_gradient_norm_vs_temperature(
 
     Returns
     -------
-    The Axes; ``ax.lines[0]`` is the norm without T², ``ax.lines[1]`` with T²,
-    ``ax.lines[2]`` the high-temperature limit (x = temperatures in each).
+    The Axes.
     """
-    t = _logit_vector(teacher_logits, "teacher_logits")
-    s = _logit_vector(student_logits, "student_logits")
+    t = validate.logit_vector(teacher_logits, "teacher_logits")
+    s = validate.logit_vector(student_logits, "student_logits")
     if t.shape != s.shape:
         raise ValueError(
             f"teacher_logits and student_logits must have the same length, got {t.size} and "
             f"{s.size}; both hold one logit per class."
         )
-    grid = _temperature_grid(temperatures, (0.5, 100.0))
+    grid = _grid(temperatures, 0.5, 100.0)
     diff = _softened(s, grid) - _softened(t, grid)
     without = np.linalg.norm(diff, axis=-1) / grid
     with_t2 = np.linalg.norm(diff, axis=-1) * grid
@@ -261,228 +222,3 @@ def plot_gradient_norm_vs_temperature(
     ax.set_ylabel("gradient norm w.r.t. student logits")
     ax.legend(fontsize="small")
     return ax
-
-
-# --------------------------------------------------------------------------------------
-# The MNIST distillation experiment (notebook 04 and `kdlib distill --plot`)
-# --------------------------------------------------------------------------------------
-
-MODEL_COLORS = {"teacher": "C0", "scratch": "C1", "distilled": "C2"}
-
-
-def plot_training_curves(
-    histories: dict[str, dict[str, Sequence[float]]],
-    metric: str = "accuracy",
-    ax: Axes | None = None,
-) -> Axes:
-    """Training (dashed) and validation (solid) ``metric`` per epoch, one colour per model.
-
-    Parameters
-    ----------
-    histories : dict
-        ``{model name: keras History.history}``, e.g. ``result.histories`` of
-        :func:`kdlib.experiment.run_experiment`.
-    metric : str
-        A key of every history; ``"val_" + metric`` is drawn too when present.
-
-    Returns
-    -------
-    The Axes; for each model (in the order given) one dashed line (training), then one
-    solid line (validation) if the history has it; x = epochs 1, 2, ...
-    """
-    if not histories:
-        raise ValueError("histories is empty; pass e.g. result.histories from run_experiment.")
-    ax = _new_axes(ax, (7, 4))
-    for i, (name, history) in enumerate(histories.items()):
-        if metric not in history:
-            raise ValueError(
-                f"the history of {name!r} has no {metric!r}; it has {sorted(history)}. "
-                "Pass a metric every model was compiled with, e.g. metric='accuracy'."
-            )
-        color = MODEL_COLORS.get(name, f"C{i}")
-        epochs = np.arange(1, len(history[metric]) + 1)
-        ax.plot(epochs, history[metric], ls="--", color=color, label=f"{name} (training)")
-        if f"val_{metric}" in history:
-            ax.plot(epochs, history[f"val_{metric}"], ls="-", marker="o", ms=3, color=color,
-                    label=f"{name} (validation)")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(metric)
-    ax.legend(fontsize="small", ncol=2)
-    ax.grid(alpha=0.3)
-    return ax
-
-
-def plot_soft_targets(
-    images: Any,
-    teacher_logits: Any,
-    temperature: float,
-    labels: Any = None,
-) -> plt.Figure:
-    r"""Digits and the teacher's probabilities :math:`\mathrm{softmax}(z/T)` at T = 1 and T.
-
-    One row per image: the image, the probabilities at T = 1 (nearly one-hot for a good
-    teacher) and at ``temperature`` (the "dark knowledge": which wrong classes look alike).
-
-    Parameters
-    ----------
-    images : array-like, shape (n, 28, 28)
-    teacher_logits : array-like, shape (n, num_classes)
-    temperature : float
-        The distillation temperature (> 0).
-    labels : array-like of int, shape (n,), optional
-        True labels, shown in the row titles.
-
-    Returns
-    -------
-    The Figure; ``fig.axes`` holds three Axes per row (image, T = 1, T).
-    """
-    temperature = losses.check_temperature(temperature)
-    images = np.asarray(images)
-    z = np.asarray(teacher_logits, dtype=np.float32)
-    if z.ndim != 2 or images.ndim != 3 or len(images) != len(z) or len(z) == 0:
-        raise ValueError(
-            f"images must be (n, height, width) and teacher_logits (n, num_classes) for the "
-            f"same n >= 1, got shapes {images.shape} and {z.shape}."
-        )
-    rows = len(z)
-    fig, axes = plt.subplots(
-        rows, 3, figsize=(8, 1.6 * rows), squeeze=False,
-        gridspec_kw={"width_ratios": [1, 3, 3]},
-    )
-    classes = [str(i) for i in range(z.shape[1])]
-    for row in range(rows):
-        axes[row, 0].imshow(images[row], cmap="gray_r")
-        axes[row, 0].set_axis_off()
-        if labels is not None:
-            axes[row, 0].set_title(f"label {int(np.asarray(labels)[row])}", fontsize="small")
-        for col, t in ((1, 1.0), (2, temperature)):
-            p = ops.convert_to_numpy(losses.softmax_with_temperature(z[row], t))
-            bar_probabilities(p, labels=classes, ax=axes[row, col], color=f"C{col - 1}")
-            axes[row, col].set_ylabel("")
-            if row == 0:
-                axes[row, col].set_title(f"teacher softmax(z / T), T = {t:g}")
-    fig.tight_layout()
-    return fig
-
-
-def plot_digits(
-    images: Any,
-    labels: Any,
-    predictions: dict[str, Any],
-    max_images: int = 12,
-    columns: int = 6,
-    title: str | None = None,
-) -> plt.Figure:
-    """A grid of digits, each captioned with its label and every model's prediction.
-
-    Parameters
-    ----------
-    images : array-like, shape (n, 28, 28)
-    labels : array-like of int, shape (n,)
-    predictions : dict
-        ``{model name: predicted classes, shape (n,)}``, e.g. ``{"scratch": ...,
-        "distilled": ...}``.
-    max_images : int
-        At most this many digits are drawn (the first ones).
-
-    Returns
-    -------
-    The Figure; one Axes per digit drawn (``n`` or ``max_images``, whichever is smaller),
-    then any empty cells of the last row, switched off.
-    """
-    images, labels = np.asarray(images), np.asarray(labels)
-    count = min(len(images), max_images)
-    if len(labels) != len(images) or any(len(p) != len(images) for p in predictions.values()):
-        raise ValueError(
-            f"images, labels and every predictions entry must have the same length, got "
-            f"{len(images)}, {len(labels)} and "
-            f"{ {k: len(v) for k, v in predictions.items()} }."
-        )
-    if count == 0:
-        fig, ax = plt.subplots(figsize=(4, 1))
-        ax.text(0.5, 0.5, "no digits to show", ha="center", va="center")
-        ax.set_axis_off()
-        return fig
-    columns = max(1, min(columns, count))
-    rows = -(-count // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.9 * rows), squeeze=False)
-    for i, ax in enumerate(axes.ravel()):
-        ax.set_axis_off()
-        if i >= count:
-            continue
-        ax.imshow(images[i], cmap="gray_r")
-        caption = [f"label {int(labels[i])}"]
-        caption += [f"{name} {int(np.asarray(p)[i])}" for name, p in predictions.items()]
-        ax.set_title("\n".join(caption), fontsize="x-small")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def plot_comparison(
-    names: Sequence[str],
-    accuracies: Sequence[float],
-    stds: Sequence[float] | None = None,
-    params: Sequence[int] | None = None,
-    title: str | None = None,
-) -> plt.Figure:
-    """Bar charts of test accuracy (with ± std error bars) and, if given, parameters.
-
-    Parameters
-    ----------
-    names : sequence of str
-        Model names, e.g. ``("teacher", "scratch", "distilled")``.
-    accuracies : sequence of float
-        Test accuracies as fractions in [0, 1] (drawn in percent).
-    stds : sequence of float, optional
-        Standard deviations over seeds (fractions), drawn as error bars.
-    params : sequence of int, optional
-        Parameter counts, drawn in a second panel on a log scale.
-
-    Returns
-    -------
-    The Figure; ``fig.axes[0]`` holds the accuracy bars (heights in percent, in order),
-    ``fig.axes[1]`` the parameter bars when ``params`` is given.
-    """
-    acc = np.asarray(accuracies, dtype=np.float64) * 100
-    err = None if stds is None else np.asarray(stds, dtype=np.float64) * 100
-    if len(names) != len(acc) or (err is not None and len(err) != len(acc)) or (
-        params is not None and len(params) != len(acc)
-    ):
-        raise ValueError(
-            "names, accuracies, stds and params must have one entry per model, got lengths "
-            f"{len(names)}, {len(acc)}, {None if err is None else len(err)}, "
-            f"{None if params is None else len(params)}."
-        )
-    if not np.all((acc >= 0) & (acc <= 100)):
-        raise ValueError(f"accuracies must be fractions in [0, 1], got {list(accuracies)!r}.")
-    panels = 1 if params is None else 2
-    fig, axes = plt.subplots(1, panels, figsize=(4.5 * panels, 3.5), squeeze=False)
-    colors = [MODEL_COLORS.get(n, f"C{i}") for i, n in enumerate(names)]
-    ax = axes[0, 0]
-    ax.bar(list(names), acc, yerr=err, capsize=6, color=colors)
-    spread = np.zeros_like(acc) if err is None else err
-    low = float(np.min(acc - spread))
-    ax.set_ylim(max(0.0, low - 1.0), min(100.0, float(np.max(acc + spread)) + 0.6))
-    for i, value in enumerate(acc):
-        # Above the error bar, so the two never overlap.
-        ax.annotate(f"{value:.2f}", (i, value + spread[i]), ha="center", va="bottom",
-                    fontsize="small", xytext=(0, 3), textcoords="offset points")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("test accuracy" + (" (mean ± std)" if err is not None else ""))
-    if params is not None:
-        ax = axes[0, 1]
-        ax.bar(list(names), [int(p) for p in params], color=colors)
-        ax.set_yscale("log")
-        # Room below the smallest bar and above the largest label.
-        ax.set_ylim(min(int(p) for p in params) / 10, max(int(p) for p in params) * 4)
-        ax.set_ylabel("parameters")
-        ax.set_title("size")
-        for i, p in enumerate(params):
-            ax.annotate(f"{int(p):,}", (i, int(p)), ha="center", va="bottom",
-                        fontsize="small", xytext=(0, 3), textcoords="offset points")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig

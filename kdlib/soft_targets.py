@@ -39,6 +39,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from kdlib import validate
 from kdlib.distiller import LABELS_KEY, TEACHER_LOGITS_KEY, check_logits_model
 
 BYTES_PER_LOGIT = 4  # float32
@@ -52,18 +53,9 @@ def cache_size_bytes(num_examples: int, num_classes: int) -> int:
     >>> cache_size_bytes(60_000, 10)
     2400000
     """
-    for name, value in (("num_examples", num_examples), ("num_classes", num_classes)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {value!r}.")
-    return int(num_examples) * int(num_classes) * BYTES_PER_LOGIT
-
-
-def _check_batch_size(batch_size: Any) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-    return int(batch_size)
+    num_examples = validate.non_negative_int(num_examples, "num_examples", example=60_000)
+    num_classes = validate.non_negative_int(num_classes, "num_classes", example=10)
+    return num_examples * num_classes * BYTES_PER_LOGIT
 
 
 def _num_examples(x: Any, name: str) -> int:
@@ -153,7 +145,7 @@ def cache_soft_targets(
         the teacher outputs probabilities or non-finite values.
     """
     check_logits_model(teacher, "teacher")
-    batch_size = _check_batch_size(batch_size)
+    batch_size = validate.positive_int(batch_size, "batch_size", example=1024)
     if _is_dataset(x):
         raise TypeError(
             "cache_soft_targets() takes in-memory arrays; for a tf.data.Dataset of (x, y) "

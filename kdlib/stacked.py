@@ -40,9 +40,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from kdlib import models
-from kdlib.distiller import LABELS_KEY, TEACHER_LOGITS_KEY, check_alpha
-from kdlib.losses import check_temperature
+from kdlib import models, validate
+from kdlib.distiller import LABELS_KEY, TEACHER_LOGITS_KEY
 
 
 @keras.saving.register_keras_serializable(package="kdlib")
@@ -107,7 +106,10 @@ def _check_settings(
             f"give one temperature and one alpha per student, got {len(temperatures)} "
             f"temperatures and {len(alphas)} alphas; e.g. temperatures=[2, 4], alphas=[0.1, 0.1]."
         )
-    return [check_temperature(t) for t in temperatures], [check_alpha(a) for a in alphas]
+    return (
+        [validate.temperature(t, "temperatures") for t in temperatures],
+        [validate.alpha(a, "alphas") for a in alphas],
+    )
 
 
 @keras.saving.register_keras_serializable(package="kdlib")
@@ -147,12 +149,9 @@ class StackedStudents(keras.Model):
     ) -> None:
         super().__init__(**kwargs)
         self.temperatures, self.alphas = _check_settings(temperatures, alphas)
-        # One student built the ordinary way checks hidden, input_shape and num_classes.
-        template = models.mlp(hidden=tuple(hidden), input_shape=tuple(input_shape),
-                              num_classes=num_classes)
-        self.hidden = tuple(int(u) for u in hidden)
-        self.image_shape = tuple(int(d) for d in template.input_shape[1:])
-        self.num_classes = int(template.output_shape[-1])
+        self.hidden = validate.layer_sizes(hidden, "hidden", example="(50,)")
+        self.image_shape = validate.layer_sizes(input_shape, "input_shape", example="(28, 28)")
+        self.num_classes = validate.positive_int(num_classes, "num_classes", example=10)
         n = self.num_students
         self.flatten = keras.layers.Flatten()
         self.hidden_layers = [
@@ -252,8 +251,10 @@ class StackedStudents(keras.Model):
         index = self._check_index(index)
         weights = []
         for layer in [*self.hidden_layers, self.logits_layer]:
-            weights += [ops.convert_to_numpy(layer.kernel)[:, index],
-                        ops.convert_to_numpy(layer.bias)[index]]
+            weights += [
+                ops.convert_to_numpy(layer.kernel)[:, index],
+                ops.convert_to_numpy(layer.bias)[index],
+            ]
         return weights
 
     def set_student_weights(self, index: int, weights: Sequence[np.ndarray]) -> None:
@@ -284,7 +285,9 @@ class StackedStudents(keras.Model):
     def extract_student(self, index: int, name: str | None = None) -> keras.Model:
         """Student ``index`` as an ordinary Keras model (:func:`kdlib.models.mlp`), logits out."""
         model = models.mlp(
-            hidden=self.hidden, input_shape=self.image_shape, num_classes=self.num_classes,
+            hidden=self.hidden,
+            input_shape=self.image_shape,
+            num_classes=self.num_classes,
             name=name or f"student_{index}",
         )
         model.set_weights(self.get_student_weights(index))
@@ -292,6 +295,11 @@ class StackedStudents(keras.Model):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update(temperatures=self.temperatures, alphas=self.alphas, hidden=list(self.hidden),
-                      input_shape=list(self.image_shape), num_classes=self.num_classes)
+        config.update(
+            temperatures=self.temperatures,
+            alphas=self.alphas,
+            hidden=list(self.hidden),
+            input_shape=list(self.image_shape),
+            num_classes=self.num_classes,
+        )
         return config

@@ -32,14 +32,15 @@ import keras
 import numpy as np
 
 from kdlib import config as kdconfig
-from kdlib import experiment, models
-from kdlib.distiller import check_alpha
-from kdlib.losses import check_temperature
+from kdlib import experiment, models, report, validate
 from kdlib.soft_targets import cache_soft_targets
 from kdlib.stacked import StackedStudents
 
-FULL_GRID: dict[str, Any] = {"temperatures": (1.0, 2.0, 4.0, 8.0, 20.0),
-                             "alphas": (0.0, 0.1, 0.5, 0.9), "seeds": 3}
+FULL_GRID: dict[str, Any] = {
+    "temperatures": (1.0, 2.0, 4.0, 8.0, 20.0),
+    "alphas": (0.0, 0.1, 0.5, 0.9),
+    "seeds": 3,
+}
 FAST_GRID: dict[str, Any] = {"temperatures": (2.0, 8.0), "alphas": (0.1, 0.5), "seeds": 2}
 
 
@@ -56,18 +57,21 @@ class SweepConfig:
     temperatures: tuple[float, ...] = FULL_GRID["temperatures"]
     alphas: tuple[float, ...] = FULL_GRID["alphas"]
     hidden: tuple[int, ...] = (50,)
-    experiment: experiment.ExperimentConfig = field(
-        default_factory=experiment.ExperimentConfig
-    )
+    experiment: experiment.ExperimentConfig = field(default_factory=experiment.ExperimentConfig)
 
     def __post_init__(self) -> None:
         if not self.temperatures or not self.alphas:
-            raise ValueError("a sweep needs at least one temperature and one alpha, e.g. "
-                             "temperatures=(2, 4), alphas=(0.1,).")
-        object.__setattr__(self, "temperatures",
-                           tuple(check_temperature(t) for t in self.temperatures))
-        object.__setattr__(self, "alphas", tuple(check_alpha(a) for a in self.alphas))
-        object.__setattr__(self, "hidden", tuple(self.hidden))
+            raise ValueError(
+                "a sweep needs at least one temperature and one alpha, e.g. "
+                "temperatures=(2, 4), alphas=(0.1,)."
+            )
+        object.__setattr__(
+            self,
+            "temperatures",
+            tuple(validate.temperature(t, "temperatures") for t in self.temperatures),
+        )
+        object.__setattr__(self, "alphas", tuple(validate.alpha(a, "alphas") for a in self.alphas))
+        object.__setattr__(self, "hidden", validate.layer_sizes(self.hidden, "hidden", "(50,)"))
 
     @classmethod
     def default(
@@ -122,12 +126,15 @@ class SweepResult:
         means = self.cell_means()
         t, a = max(means, key=lambda cell: (means[cell], -cell[0], -cell[1]))
         rows = [r for r in self.records if (r["temperature"], r["alpha"]) == (t, a)]
-        return {"temperature": t, "alpha": a, "val_accuracy": means[(t, a)],
-                **_summary([r["test_accuracy"] for r in rows]),
-                "gain_over_scratch": _summary([
-                    r["test_accuracy"] - s["test_accuracy"]
-                    for r, s in zip(rows, self.scratch)
-                ])}
+        return {
+            "temperature": t,
+            "alpha": a,
+            "val_accuracy": means[(t, a)],
+            **_summary([r["test_accuracy"] for r in rows]),
+            "gain_over_scratch": _summary(
+                [r["test_accuracy"] - s["test_accuracy"] for r, s in zip(rows, self.scratch)]
+            ),
+        }
 
     def to_json_dict(self) -> dict[str, Any]:
         ex = self.config.experiment
@@ -187,15 +194,17 @@ def run_sweep(
     if teacher is None:
         teacher, _ = experiment.train_teacher(ex, splits)
     teacher_seconds = time.perf_counter() - start
-    targets = cache_soft_targets(teacher, splits.x_train, splits.y_train,
-                                 batch_size=experiment.INFERENCE_BATCH_SIZE, verbose=0)
+    targets = cache_soft_targets(
+        teacher, splits.x_train, splits.y_train, batch_size=report.INFERENCE_BATCH_SIZE, verbose=0
+    )
 
     seeds = ex.seed_list()
     settings = [(1.0, 1.0, s) for s in seeds] + [
         (t, a, s) for s in seeds for t, a in config.cells()
     ]
-    stack = StackedStudents([t for t, _, _ in settings], [a for _, a, _ in settings],
-                            hidden=config.hidden)
+    stack = StackedStudents(
+        [t for t, _, _ in settings], [a for _, a, _ in settings], hidden=config.hidden
+    )
     for seed in seeds:
         keras.utils.set_random_seed(seed)
         init = models.mlp(hidden=config.hidden).get_weights()
@@ -205,28 +214,44 @@ def run_sweep(
     stack.compile(optimizer=keras.optimizers.Adam(ex.learning_rate))
     students_start = time.perf_counter()
     keras.utils.set_random_seed(ex.seed)
-    stack.fit(splits.x_train, targets, batch_size=ex.batch_size, epochs=ex.epochs,
-              verbose=ex.verbose)
+    stack.fit(
+        splits.x_train, targets, batch_size=ex.batch_size, epochs=ex.epochs, verbose=ex.verbose
+    )
     students_seconds = time.perf_counter() - students_start
 
     val = stack.accuracies(splits.x_val, splits.y_val)
     test = stack.accuracies(splits.x_test, splits.y_test)
-    rows = [{"temperature": t, "alpha": a, "seed": s, "val_accuracy": float(v),
-             "test_accuracy": float(te), "test_errors": int(round((1 - te) * len(splits.y_test)))}
-            for (t, a, s), v, te in zip(settings, val, test)]
-    scratch = [{k: r[k] for k in ("seed", "val_accuracy", "test_accuracy", "test_errors")}
-               for r in rows[: len(seeds)]]
-    teacher_test = float(np.mean(
-        experiment.predict_classes(teacher, splits.x_test) == splits.y_test))
+    rows = [
+        {
+            "temperature": t,
+            "alpha": a,
+            "seed": s,
+            "val_accuracy": float(v),
+            "test_accuracy": float(te),
+            "test_errors": int(round((1 - te) * len(splits.y_test))),
+        }
+        for (t, a, s), v, te in zip(settings, val, test)
+    ]
+    scratch = [
+        {k: r[k] for k in ("seed", "val_accuracy", "test_accuracy", "test_errors")}
+        for r in rows[: len(seeds)]
+    ]
+    teacher_test = float(np.mean(report.predict_classes(teacher, splits.x_test) == splits.y_test))
     loads["end"] = load_average()
     return SweepResult(
         config=config,
-        records=rows[len(seeds):],
+        records=rows[len(seeds) :],
         scratch=scratch,
-        teacher={"name": ex.teacher, "params": int(teacher.count_params()),
-                 "test_accuracy": teacher_test},
-        seconds={"teacher_and_data": teacher_seconds, "students": students_seconds,
-                 "total": time.perf_counter() - start},
+        teacher={
+            "name": ex.teacher,
+            "params": int(teacher.count_params()),
+            "test_accuracy": teacher_test,
+        },
+        seconds={
+            "teacher_and_data": teacher_seconds,
+            "students": students_seconds,
+            "total": time.perf_counter() - start,
+        },
         load_average=loads,
         stack=stack,
         teacher_model=teacher,
@@ -238,8 +263,10 @@ def format_summary(result: SweepResult) -> str:
     """The table ``kdlib sweep`` prints: mean validation accuracy per (T, alpha), selection."""
     means = result.cell_means()
     config = result.config
-    lines = ["mean validation accuracy % over seeds (rows T, columns alpha)",
-             "T \\ alpha " + "".join(f"{a:>9g}" for a in config.alphas)]
+    lines = [
+        "mean validation accuracy % over seeds (rows T, columns alpha)",
+        "T \\ alpha " + "".join(f"{a:>9g}" for a in config.alphas),
+    ]
     for t in config.temperatures:
         lines.append(f"{t:<10g}" + "".join(f"{100 * means[(t, a)]:9.2f}" for a in config.alphas))
     scratch_val = statistics.fmean(s["val_accuracy"] for s in result.scratch)

@@ -83,11 +83,11 @@ class SweepExplorer(widgets.VBox):
         val, val_std = self._stats("val_accuracy", rows)
         test, test_std = self._stats("test_accuracy", rows)
         scratch, scratch_std = self._stats("val_accuracy", self.sweep["scratch"])
-        self.cell = {"val_mean": val, "val_std": val_std, "test_mean": test,
-                     "test_std": test_std}
+        self.cell = {"val_mean": val, "val_std": val_std, "test_mean": test, "test_std": test_std}
         index = int(self.example.value)
         self.probabilities = ops.convert_to_numpy(
-            losses.softmax_with_temperature(self.logits[index], t))
+            losses.softmax_with_temperature(self.logits[index], t)
+        )
         selected = self.sweep["selected"]
         self.summary.value = html.escape(
             f"T = {t:g}, alpha = {a:g}: validation {100 * val:.2f} ± {100 * val_std:.2f} % "

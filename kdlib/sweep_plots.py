@@ -15,15 +15,18 @@ def grid_array(sweep: dict[str, Any], key: str = "val_accuracy") -> np.ndarray:
     table = np.full((len(temperatures), len(alphas)), np.nan)
     for i, t in enumerate(temperatures):
         for j, a in enumerate(alphas):
-            values = [r[key] for r in sweep["records"]
-                      if r["temperature"] == t and r["alpha"] == a]
+            values = [
+                r[key] for r in sweep["records"] if r["temperature"] == t and r["alpha"] == a
+            ]
             if values:
                 table[i, j] = float(np.mean(values))
     return table
 
 
 def plot_sweep_heatmap(
-    sweep: dict[str, Any], key: str = "val_accuracy", title: str | None = None,
+    sweep: dict[str, Any],
+    key: str = "val_accuracy",
+    title: str | None = None,
     ax: Any = None,
 ) -> Figure:
     """Heatmap of mean ``key`` (percent) over T (rows) and alpha (columns).
@@ -39,13 +42,21 @@ def plot_sweep_heatmap(
     else:
         fig = ax.figure
     spread = max(float(np.nanmax(np.abs(table - baseline))), 1e-3)
-    image = ax.imshow(table, cmap="RdBu_r", vmin=baseline - spread, vmax=baseline + spread,
-                      aspect="auto")
+    image = ax.imshow(
+        table, cmap="RdBu_r", vmin=baseline - spread, vmax=baseline + spread, aspect="auto"
+    )
     for i in range(table.shape[0]):
         for j in range(table.shape[1]):
             strong = abs(table[i, j] - baseline) > 0.6 * spread  # dark cell: white text
-            ax.text(j, i, f"{table[i, j]:.2f}", ha="center", va="center", fontsize=8,
-                    color="white" if strong else "black")
+            ax.text(
+                j,
+                i,
+                f"{table[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if strong else "black",
+            )
     temperatures, alphas = sweep["temperatures"], sweep["alphas"]
     selected = sweep["selected"]
     i, j = temperatures.index(selected["temperature"]), alphas.index(selected["alpha"])

@@ -19,7 +19,7 @@ import numpy as np
 from keras import ops
 from matplotlib.figure import Figure
 
-from kdlib import losses, plotting
+from kdlib import losses, plotting, validate
 
 _DPI = 80
 
@@ -28,21 +28,6 @@ def _png(figure: Figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=_DPI)
     return buffer.getvalue()
-
-
-def _labels(labels: Sequence[str] | None, n: int, argument: str) -> list[str]:
-    names = [str(i) for i in range(n)] if labels is None else [str(x) for x in labels]
-    if len(names) != n:
-        raise ValueError(
-            f"labels has {len(names)} entries but {argument} has {n}; "
-            "give exactly one label per class."
-        )
-    return names
-
-
-def _entropy(p: np.ndarray) -> float:
-    safe = np.where(p > 0, p, 1.0)
-    return float(-np.sum(np.where(p > 0, p * np.log(safe), 0.0)))
 
 
 class TemperatureExplorer(widgets.VBox):
@@ -82,22 +67,17 @@ class TemperatureExplorer(widgets.VBox):
         max_temperature: float = 20.0,
         step: float = 0.1,
     ) -> None:
-        z = np.asarray(logits, dtype=np.float64)
-        if z.ndim != 1 or z.size < 2 or not np.all(np.isfinite(z)):
-            raise ValueError(
-                f"logits must be a 1-D sequence of at least two finite numbers, got {logits!r}; "
-                "e.g. logits=[5.0, 2.0, 1.0, -1.0]."
-            )
-        low = losses.check_temperature(min_temperature)
-        high = losses.check_temperature(max_temperature)
-        start = losses.check_temperature(temperature)
+        z = validate.logit_vector(logits)
+        low = validate.temperature(min_temperature, "min_temperature")
+        high = validate.temperature(max_temperature, "max_temperature")
+        start = validate.temperature(temperature)
         if not low <= start <= high:
             raise ValueError(
                 f"temperature={temperature!r} is outside the slider range "
                 f"[{min_temperature!r}, {max_temperature!r}]; pick a start value inside it."
             )
         self.logits = z
-        self.labels = _labels(labels, z.size, "logits")
+        self.labels = validate.class_labels(labels, z.size, of="logits")
         self.slider = widgets.FloatSlider(
             value=start,
             min=low,
@@ -136,9 +116,10 @@ class TemperatureExplorer(widgets.VBox):
         top = int(np.argmax(self.probabilities))
         wrong = np.sort(np.delete(self.probabilities, top))[::-1]
         ratio = wrong[0] / wrong[1] if wrong.size > 1 and wrong[1] > 0 else math.inf
+        entropy = float(ops.convert_to_numpy(losses.entropy(self.probabilities)))
         self.summary.value = (
             f"T = {t:.1f} · top class {html.escape(self.labels[top])}: "
-            f"{self.probabilities[top]:.4f} · entropy {_entropy(self.probabilities):.3f} "
+            f"{self.probabilities[top]:.4f} · entropy {entropy:.3f} "
             f"nats (max ln {self.logits.size} = {math.log(self.logits.size):.3f}) · "
             f"largest / 2nd-largest wrong class: {ratio:.2f}"
         )
@@ -189,13 +170,13 @@ class KLExplorer(widgets.VBox):
         q: Any = (0.1, 0.4, 0.5),
         labels: Sequence[str] | None = None,
     ) -> None:
-        pw = self._weights(p, "p")
-        qw = self._weights(q, "q")
+        pw = validate.vector(p, "p", min_size=2, non_negative=True, example="(0.2, 0.3, 0.5)")
+        qw = validate.vector(q, "q", min_size=2, non_negative=True, example="(0.1, 0.4, 0.5)")
         if pw.shape != qw.shape:
             raise ValueError(
                 f"p and q must have the same number of classes, got {pw.size} and {qw.size}."
             )
-        self.labels = _labels(labels, pw.size, "p")
+        self.labels = validate.class_labels(labels, pw.size, of="p")
         top = max(1.0, float(pw.max()), float(qw.max()))
 
         def sliders(weights: np.ndarray, name: str) -> list[widgets.FloatSlider]:
@@ -227,16 +208,6 @@ class KLExplorer(widgets.VBox):
         for slider in self.p_sliders + self.q_sliders:
             slider.observe(self._on_change, names="value")
         self._update()
-
-    @staticmethod
-    def _weights(values: Any, name: str) -> np.ndarray:
-        w = np.asarray(values, dtype=np.float64)
-        if w.ndim != 1 or w.size < 2 or not np.all(np.isfinite(w)) or np.any(w < 0):
-            raise ValueError(
-                f"{name} must be a 1-D sequence of at least two numbers >= 0, got {values!r}; "
-                f"e.g. {name}=(0.2, 0.3, 0.5)."
-            )
-        return w
 
     def _on_change(self, change: dict[str, Any]) -> None:
         self._update()

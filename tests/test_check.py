@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import kdlib.check as check
+from kdlib.formatting import fmt
 
 
 # ----------------------------------------------------------------- independent solutions
@@ -243,4 +244,4 @@ def test_output_is_deterministic(capsys):
     ],
 )
 def test_fmt(values, digits, text):
-    assert check.fmt(values, digits) == text
+    assert fmt(values, digits) == text

@@ -34,18 +34,18 @@ def test_model_choices_match_the_experiment():
 @pytest.mark.parametrize(
     ("argv", "fragments"),
     [
-        (["--temperature", "0"], ["--temperature", "'0'", "> 0"]),
-        (["--temperature", "-3"], ["--temperature", "'-3'"]),
-        (["--temperature", "nan"], ["--temperature", "'nan'"]),
+        (["--temperature", "0"], ["--temperature", "got 0.0", "> 0"]),
+        (["--temperature", "-3"], ["--temperature", "got -3.0"]),
+        (["--temperature", "nan"], ["--temperature", "got nan"]),
         (["--temperature", "warm"], ["--temperature", "'warm'"]),
-        (["--alpha", "1.5"], ["--alpha", "'1.5'", "[0, 1]"]),
-        (["--alpha", "-0.1"], ["--alpha", "'-0.1'"]),
+        (["--alpha", "1.5"], ["--alpha", "got 1.5", "[0, 1]"]),
+        (["--alpha", "-0.1"], ["--alpha", "got -0.1"]),
         (["--teacher", "resnet"], ["--teacher", "'resnet'", "cnn"]),
         (["--student", "vit"], ["--student", "'vit'", "mlp"]),
-        (["--epochs", "0"], ["--epochs", "'0'"]),
+        (["--epochs", "0"], ["--epochs", "got 0"]),
         (["--seeds", "two"], ["--seeds", "'two'"]),
-        (["--seed", "-1"], ["--seed", "'-1'"]),
-        (["--batch-size", "0"], ["--batch-size", "'0'"]),
+        (["--seed", "-1"], ["--seed", "got -1"]),
+        (["--batch-size", "0"], ["--batch-size", "got 0"]),
     ],
 )
 def test_invalid_flags_exit_nonzero_with_one_clear_line(argv, fragments, capsys, no_training):
@@ -83,7 +83,9 @@ def test_console_module_rejects_a_bad_flag_without_training():
     """The entry point itself (as the `kdlib` console script runs it), in a fresh process."""
     done = subprocess.run(
         [sys.executable, "-m", "kdlib.cli", "distill", "--alpha", "2"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "--alpha" in done.stderr
@@ -99,12 +101,32 @@ def test_fast_distill_writes_json_plot_and_a_plain_keras_student(tmp_path, monke
     monkeypatch.delenv("KDLIB_FAST", raising=False)
     out = tmp_path / "out"
     out.mkdir()
-    status = cli.main([
-        "distill", "--fast", "--epochs", "1", "--teacher-epochs", "1", "--seeds", "2",
-        "--seed", "3", "--temperature", "5", "--alpha", "0.2", "--batch-size", "100",
-        "--json", str(out / "r.json"), "--plot", str(out / "c.png"),
-        "--save-student", str(out / "s.keras"),
-    ])
+    status = cli.main(
+        [
+            "distill",
+            "--fast",
+            "--epochs",
+            "1",
+            "--teacher-epochs",
+            "1",
+            "--seeds",
+            "2",
+            "--seed",
+            "3",
+            "--temperature",
+            "5",
+            "--alpha",
+            "0.2",
+            "--batch-size",
+            "100",
+            "--json",
+            str(out / "r.json"),
+            "--plot",
+            str(out / "c.png"),
+            "--save-student",
+            str(out / "s.keras"),
+        ]
+    )
     assert status == 0
     assert "KDLIB_FAST" not in os.environ  # --fast does not leak out of the command
 

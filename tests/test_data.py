@@ -115,8 +115,13 @@ def test_garbage_file_names_the_file(isolated):
 
 def test_pickled_object_arrays_are_refused(isolated):
     bad = isolated / "pickled.npz"
-    np.savez(bad, x_train=np.array([{"a": 1}], dtype=object), y_train=np.zeros(1),
-             x_test=np.zeros(1), y_test=np.zeros(1))
+    np.savez(
+        bad,
+        x_train=np.array([{"a": 1}], dtype=object),
+        y_train=np.zeros(1),
+        x_test=np.zeros(1),
+        y_test=np.zeros(1),
+    )
     with pytest.raises(ValueError, match="pickled.npz"):
         data.load_mnist(bad)
 

@@ -41,8 +41,13 @@ def make_distiller(alpha=0.3, temperature=2.5, optimizer="adam", **compile_kwarg
     distiller = Distiller(
         teacher=dense_model(1, "teacher", hidden=16), student=dense_model(2, "student")
     )
-    distiller.compile(optimizer=optimizer, metrics=["accuracy"], alpha=alpha,
-                      temperature=temperature, **compile_kwargs)
+    distiller.compile(
+        optimizer=optimizer,
+        metrics=["accuracy"],
+        alpha=alpha,
+        temperature=temperature,
+        **compile_kwargs,
+    )
     return distiller
 
 
@@ -71,16 +76,18 @@ def test_one_sgd_step_matches_analytic_gradient(toy):
     teacher = dense_model(1, "teacher")
     student = dense_model(2, "student")
     distiller = Distiller(teacher=teacher, student=student)
-    distiller.compile(optimizer=keras.optimizers.SGD(learning_rate=lr), alpha=alpha,
-                      temperature=temp)
+    distiller.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=lr), alpha=alpha, temperature=temp
+    )
     w0, b0 = (np.asarray(v, np.float64) for v in student.get_weights())
     t = x.astype(np.float64) @ teacher.get_weights()[0] + teacher.get_weights()[1]
     s = x.astype(np.float64) @ w0 + b0
     onehot = np.eye(NUM_CLASSES)[y]
     n = len(x)
-    g = alpha * (np_softmax(s) - onehot) / n + (1 - alpha) * temp * (
-        np_softmax(s, temp) - np_softmax(t, temp)
-    ) / n
+    g = (
+        alpha * (np_softmax(s) - onehot) / n
+        + (1 - alpha) * temp * (np_softmax(s, temp) - np_softmax(t, temp)) / n
+    )
     distiller.train_on_batch(x, y)
     w1, b1 = student.get_weights()
     np.testing.assert_allclose(w1, w0 - lr * x.T.astype(np.float64) @ g, rtol=1e-4, atol=1e-6)
@@ -93,13 +100,23 @@ def test_fit_history_and_frozen_teacher(toy):
     before = [w.copy() for w in distiller.teacher.get_weights()]  # incl. BatchNorm statistics
     student_before = [w.copy() for w in distiller.student.get_weights()]
     history = distiller.fit(x, y, epochs=2, batch_size=16, verbose=0, validation_data=(x, y))
-    for key in ("loss", "student_loss", "distillation_loss", "accuracy", "val_loss",
-                "val_student_loss", "val_distillation_loss", "val_accuracy"):
+    for key in (
+        "loss",
+        "student_loss",
+        "distillation_loss",
+        "accuracy",
+        "val_loss",
+        "val_student_loss",
+        "val_distillation_loss",
+        "val_accuracy",
+    ):
         assert key in history.history and len(history.history[key]) == 2
         assert np.all(np.isfinite(history.history[key]))
     for prefix in ("", "val_"):
-        h = {k: np.array(history.history[prefix + k])
-             for k in ("loss", "student_loss", "distillation_loss")}
+        h = {
+            k: np.array(history.history[prefix + k])
+            for k in ("loss", "student_loss", "distillation_loss")
+        }
         np.testing.assert_allclose(
             h["loss"], 0.4 * h["student_loss"] + 0.6 * h["distillation_loss"], rtol=1e-5
         )
@@ -219,16 +236,45 @@ def test_not_a_model():
         Distiller(teacher=lambda x: x, student=dense_model(2, "s"))
 
 
+def test_student_regulariser_is_added_to_the_loss(toy):
+    x, y = toy
+    teacher = dense_model(1, "teacher")
+    init = keras.initializers.GlorotUniform(seed=2)
+    inputs = keras.Input((NUM_FEATURES,))
+    l2 = keras.regularizers.L2(0.1)
+    outputs = keras.layers.Dense(NUM_CLASSES, kernel_initializer=init, kernel_regularizer=l2)(
+        inputs
+    )
+    student = keras.Model(inputs, outputs)
+    distiller = Distiller(teacher=teacher, student=student)
+    distiller.compile(alpha=0.3, temperature=2.0)
+    result = distiller.evaluate(x, y, batch_size=64, return_dict=True, verbose=0)
+    t, s = teacher.predict(x, verbose=0), student.predict(x, verbose=0)
+    w = student.get_weights()[0].astype(np.float64)
+    expected = (
+        0.3 * np_cross_entropy(y, s).mean()
+        + 0.7 * np_distillation(t, s, 2.0).mean()
+        + 0.1 * np.sum(w**2)
+    )
+    np.testing.assert_allclose(result["loss"], expected, rtol=1e-5)
+
+
 # ---------------------------------------------------------------- saving
 def test_distiller_round_trip(tmp_path, toy):
+    """Hyperparameters, compile options and the optimizer's state survive save and load:
+    one more step from the restored copy lands on the original's weights."""
     x, y = toy
-    distiller = make_distiller(alpha=0.2, temperature=4.0)
-    distiller.fit(x, y, epochs=1, verbose=0)
+    distiller = make_distiller(
+        alpha=0.2, temperature=4.0, optimizer=keras.optimizers.Adam(0.01), steps_per_execution=2
+    )
+    distiller.fit(x, y, epochs=1, batch_size=16, verbose=0)
     path = tmp_path / "distiller.keras"
     distiller.save(path)
     restored = keras.models.load_model(path)  # no custom_objects needed
     assert isinstance(restored, Distiller)
     assert (restored.alpha, restored.temperature) == (0.2, 4.0)
+    assert restored.steps_per_execution == 2
+    assert float(restored.optimizer.learning_rate) == pytest.approx(0.01)
     np.testing.assert_allclose(
         restored.predict(x, verbose=0), distiller.predict(x, verbose=0), rtol=1e-6
     )
@@ -237,13 +283,18 @@ def test_distiller_round_trip(tmp_path, toy):
         distiller.evaluate(x, y, return_dict=True, verbose=0)["loss"],
         rtol=1e-6,
     )
-    restored.fit(x, y, epochs=1, verbose=0)  # can go on training
+    for model in (distiller, restored):  # Adam's moments and step count were restored
+        model.train_on_batch(x, y)
+    for a, b in zip(distiller.student.get_weights(), restored.student.get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
 
 
 def test_student_loads_without_kdlib(tmp_path, toy):
     x, y = toy
-    distiller = Distiller(teacher=models.mlp((8,), input_shape=(NUM_FEATURES,), num_classes=4),
-                          student=models.mlp((4,), input_shape=(NUM_FEATURES,), num_classes=4))
+    distiller = Distiller(
+        teacher=models.mlp((8,), input_shape=(NUM_FEATURES,), num_classes=4),
+        student=models.mlp((4,), input_shape=(NUM_FEATURES,), num_classes=4),
+    )
     distiller.compile(alpha=0.5)
     distiller.fit(x, y, epochs=1, verbose=0)
     path = tmp_path / "student.keras"

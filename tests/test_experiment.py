@@ -13,6 +13,7 @@ import pytest
 from reference import write_learnable_mnist
 
 from kdlib import experiment as ex
+from kdlib.report import format_table
 
 TINY = {
     "epochs": 2,
@@ -76,8 +77,8 @@ def test_parameter_counts_match_hand_computed_formulas():
     # MLP student 784 -> 50 -> 10: weights plus biases of each Dense layer.
     mlp_student = 784 * 50 + 50 + 50 * 10 + 10
     # CNN teacher: 3x3 convs (1 -> 32, 32 -> 64), two 2x2 pools (28 -> 14 -> 7), Dense 128.
-    cnn_teacher = (9 * 1 * 32 + 32) + (9 * 32 * 64 + 64) + (7 * 7 * 64 * 128 + 128) + (
-        128 * 10 + 10
+    cnn_teacher = (
+        (9 * 1 * 32 + 32) + (9 * 32 * 64 + 64) + (7 * 7 * 64 * 128 + 128) + (128 * 10 + 10)
     )
     mlp_teacher = (784 * 1200 + 1200) + (1200 * 1200 + 1200) + (1200 * 10 + 10)
     cnn_student = (9 * 8 + 8) + (9 * 8 * 16 + 16) + (7 * 7 * 16 * 32 + 32) + (32 * 10 + 10)
@@ -114,8 +115,12 @@ def test_prepare_data_splits_scales_and_holds_out_validation(tmp_path):
     config = ex.ExperimentConfig(**TINY)
     splits = ex.prepare_data(config, path)
     assert splits.shapes() == {
-        "x_train": (400, 28, 28), "y_train": (400,), "x_val": (100, 28, 28),
-        "y_val": (100,), "x_test": (200, 28, 28), "y_test": (200,),
+        "x_train": (400, 28, 28),
+        "y_train": (400,),
+        "x_val": (100, 28, 28),
+        "y_val": (100,),
+        "x_test": (200, 28, 28),
+        "y_test": (200,),
     }
     assert splits.x_train.dtype == np.float32 and splits.x_train.max() == 1.0
     assert np.bincount(splits.y_train).tolist() == [40] * 10  # class-balanced subset
@@ -147,7 +152,8 @@ def test_with_alpha_one_the_distilled_student_equals_the_scratch_student(tiny_sp
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     assert len(pair.histories["scratch"]["loss"]) == config.epochs
     np.testing.assert_allclose(
-        pair.histories["scratch"]["loss"], pair.histories["distilled"]["student_loss"],
+        pair.histories["scratch"]["loss"],
+        pair.histories["distilled"]["student_loss"],
         rtol=1e-4,
     )
     # With soft targets in the loss (alpha < 1) the two students do end up different.
@@ -178,9 +184,7 @@ def test_report_numbers_agree_with_independent_evaluation(tiny_result):
     for report in (result.scratch, result.distilled):
         assert len(report.test_accuracies) == 2
         assert report.test_accuracy == pytest.approx(np.mean(report.test_accuracies))
-        assert report.test_accuracy_std == pytest.approx(
-            np.std(report.test_accuracies, ddof=1)
-        )
+        assert report.test_accuracy_std == pytest.approx(np.std(report.test_accuracies, ddof=1))
         per_seed_errors = [round(200 * (1 - a)) for a in report.test_accuracies]
         assert report.test_errors == round(statistics.mean(per_seed_errors))
         assert 0.0 <= report.agreement <= 1.0 and report.ms_per_1000 > 0
@@ -210,12 +214,21 @@ def test_json_dict_has_exactly_the_documented_schema(tiny_result):
     result, _ = tiny_result
     report = result.to_json_dict()
     assert set(report) == {
-        "teacher", "scratch", "distilled", "temperature", "alpha", "seeds", "seconds",
+        "teacher",
+        "scratch",
+        "distilled",
+        "temperature",
+        "alpha",
+        "seeds",
+        "seconds",
     }
     assert set(report["teacher"]) == {"params", "test_accuracy", "test_errors"}
     for name in ("scratch", "distilled"):
         assert set(report[name]) == {
-            "params", "test_accuracy", "test_accuracy_std", "test_errors",
+            "params",
+            "test_accuracy",
+            "test_accuracy_std",
+            "test_errors",
         }
         assert type(report[name]["test_accuracy_std"]) is float
     for name in ("teacher", "scratch", "distilled"):
@@ -229,7 +242,7 @@ def test_json_dict_has_exactly_the_documented_schema(tiny_result):
 
 def test_table_lists_every_model(tiny_result):
     result, _ = tiny_result
-    table = ex.format_table(result)
+    table = format_table(result)
     for name in ("teacher", "scratch", "distilled", "39,760", "±"):
         assert name in table
 

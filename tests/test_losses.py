@@ -37,8 +37,9 @@ def logits() -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("temp", TEMPERATURES)
 def test_softmax_matches_numpy(logits, temp):
     t, _ = logits
-    np.testing.assert_allclose(to_np(softmax_with_temperature(t, temp)), np_softmax(t, temp),
-                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        to_np(softmax_with_temperature(t, temp)), np_softmax(t, temp), rtol=1e-5, atol=1e-7
+    )
 
 
 def test_softmax_extreme_logits_are_exact():

@@ -21,8 +21,8 @@ def test_mlp_parameter_count_and_logits():
 
 def test_cnn_parameter_count():
     model = models.cnn(filters=(32, 64), dense=128)
-    expected = (3 * 3 * 1 * 32 + 32) + (3 * 3 * 32 * 64 + 64) + (7 * 7 * 64 * 128 + 128) + (
-        128 * 10 + 10
+    expected = (
+        (3 * 3 * 1 * 32 + 32) + (3 * 3 * 32 * 64 + 64) + (7 * 7 * 64 * 128 + 128) + (128 * 10 + 10)
     )
     assert model.count_params() == expected
     assert model.predict(np.zeros((3, 28, 28), "float32"), verbose=0).shape == (3, 10)

@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from reference import np_softmax  # noqa: E402
 
-from kdlib import plotting  # noqa: E402
+from kdlib import experiment_plots as plotting  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -65,8 +65,10 @@ def test_digit_grid_captions_every_prediction():
 
 def test_comparison_bars_are_the_accuracies_in_percent_and_the_parameters():
     fig = plotting.plot_comparison(
-        ["teacher", "scratch", "distilled"], [0.99, 0.97, 0.978],
-        stds=[0.0, 0.001, 0.0011], params=[421_642, 39_760, 39_760],
+        ["teacher", "scratch", "distilled"],
+        [0.99, 0.97, 0.978],
+        stds=[0.0, 0.001, 0.0011],
+        params=[421_642, 39_760, 39_760],
     )
     accuracy_ax, size_ax = fig.axes
     np.testing.assert_allclose([b.get_height() for b in accuracy_ax.patches], [99, 97, 97.8])

@@ -149,9 +149,7 @@ def test_jit_compile_trains_like_the_uncompiled_model(mode, data, initial_weight
 # ---------------------------------------------------------------- mixed precision
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
 @pytest.mark.parametrize("mode", MODES)
-def test_mixed_precision_loss_is_float32_and_close_to_float32(
-    mode, policy, data, initial_weights
-):
+def test_mixed_precision_loss_is_float32_and_close_to_float32(mode, policy, data, initial_weights):
     """mixed_float16 is meant for GPUs, but its numerics (and Keras' automatic loss scaling)
     are the same on a CPU, so it is checked here too."""
     x, y = data

@@ -35,8 +35,10 @@ def student(seed: int) -> keras.Model:
 
 def stack_of(students: list[keras.Model]) -> StackedStudents:
     stack = StackedStudents(
-        temperatures=[t for t, _ in SETTINGS], alphas=[a for _, a in SETTINGS],
-        hidden=HIDDEN, input_shape=IMAGE,
+        temperatures=[t for t, _ in SETTINGS],
+        alphas=[a for _, a in SETTINGS],
+        hidden=HIDDEN,
+        input_shape=IMAGE,
     )
     for i, model in enumerate(students):
         stack.set_student_weights(i, model.get_weights())
@@ -101,8 +103,9 @@ def test_stacked_training_equals_separate_distillers(data, make_optimizer):
 
 def test_extract_student_is_a_plain_keras_model(data):
     x, _ = data
-    stack = StackedStudents(temperatures=[2, 3], alphas=[0.1, 0.2], hidden=HIDDEN,
-                            input_shape=IMAGE)
+    stack = StackedStudents(
+        temperatures=[2, 3], alphas=[0.1, 0.2], hidden=HIDDEN, input_shape=IMAGE
+    )
     model = stack.extract_student(1)
     assert isinstance(model, keras.Model) and model.count_params() == stack.count_params() // 2
     expected = keras.ops.convert_to_numpy(stack(x))[:, 1]

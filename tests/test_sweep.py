@@ -14,15 +14,28 @@ from kdlib import cli, sweep
 from kdlib import experiment as ex
 from kdlib.sweep_plots import grid_array, plot_sweep_heatmap
 
-TINY = {"epochs": 2, "teacher_epochs": 1, "teacher": "mlp", "batch_size": 50,
-        "train_size": 400, "val_size": 100, "test_size": 200, "verbose": 0, "seeds": 2}
+TINY = {
+    "epochs": 2,
+    "teacher_epochs": 1,
+    "teacher": "mlp",
+    "batch_size": 50,
+    "train_size": 400,
+    "val_size": 100,
+    "test_size": 200,
+    "verbose": 0,
+    "seeds": 2,
+}
 
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
     path = write_learnable_mnist(tmp_path_factory.mktemp("data") / "mnist.npz")
-    config = sweep.SweepConfig(temperatures=(2.0, 8.0), alphas=(0.0, 0.5), hidden=(16,),
-                               experiment=ex.ExperimentConfig(**TINY))
+    config = sweep.SweepConfig(
+        temperatures=(2.0, 8.0),
+        alphas=(0.0, 0.5),
+        hidden=(16,),
+        experiment=ex.ExperimentConfig(**TINY),
+    )
     return sweep.run_sweep(config, data_path=path)
 
 
@@ -58,8 +71,11 @@ def test_selection_uses_validation_means_only(result):
     best = max(np.mean(v) for v in means.values())
     selected = payload["selected"]
     assert np.mean(means[(selected["temperature"], selected["alpha"])]) == best
-    chosen = [r["test_accuracy"] for r in payload["records"]
-              if (r["temperature"], r["alpha"]) == (selected["temperature"], selected["alpha"])]
+    chosen = [
+        r["test_accuracy"]
+        for r in payload["records"]
+        if (r["temperature"], r["alpha"]) == (selected["temperature"], selected["alpha"])
+    ]
     assert selected["mean"] == pytest.approx(np.mean(chosen))
     assert selected["std"] == pytest.approx(np.std(chosen, ddof=1))
     gains = np.array(chosen) - [s["test_accuracy"] for s in payload["scratch"]]
@@ -70,8 +86,11 @@ def test_heatmap_shows_the_grid_means(result):
     payload = result.to_json_dict()
     table = grid_array(payload)
     assert table.shape == (2, 2)
-    first = [r["val_accuracy"] for r in payload["records"]
-             if (r["temperature"], r["alpha"]) == (2.0, 0.0)]
+    first = [
+        r["val_accuracy"]
+        for r in payload["records"]
+        if (r["temperature"], r["alpha"]) == (2.0, 0.0)
+    ]
     assert table[0, 0] == pytest.approx(np.mean(first))
     fig = plot_sweep_heatmap(payload)
     texts = [t.get_text() for t in fig.axes[0].texts]
@@ -137,19 +156,53 @@ def test_cli_sweep_end_to_end(tmp_path, monkeypatch, capsys):
     write_learnable_mnist(data_dir / "mnist.npz", n_train=6500, n_test=2000)
     monkeypatch.setenv("KDLIB_DATA_DIR", str(data_dir))
     monkeypatch.delenv("KDLIB_FAST", raising=False)
-    common = ["sweep", "--fast", "--teacher", "mlp", "--teacher-epochs", "1", "--epochs", "1",
-              "--temperatures", "3", "--alphas", "0.2", "0.7", "--seeds", "1",
-              "--hidden", "8"]
-    status = cli.main([*common, "--json", str(tmp_path / "s.json"),
-                       "--plot", str(tmp_path / "s.png"),
-                       "--save-teacher", str(tmp_path / "t.keras")])
+    common = [
+        "sweep",
+        "--fast",
+        "--teacher",
+        "mlp",
+        "--teacher-epochs",
+        "1",
+        "--epochs",
+        "1",
+        "--temperatures",
+        "3",
+        "--alphas",
+        "0.2",
+        "0.7",
+        "--seeds",
+        "1",
+        "--hidden",
+        "8",
+    ]
+    status = cli.main(
+        [
+            *common,
+            "--json",
+            str(tmp_path / "s.json"),
+            "--plot",
+            str(tmp_path / "s.png"),
+            "--save-teacher",
+            str(tmp_path / "t.keras"),
+        ]
+    )
     assert status == 0 and "KDLIB_FAST" not in os.environ
     assert "selected on validation: T = 3" in capsys.readouterr().out
     payload = json.loads((tmp_path / "s.json").read_text())
     assert len(payload["records"]) == 2 and payload["fast"] is True
     assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the saved teacher is reused: the second sweep reports the same teacher accuracy
-    assert cli.main([*common, "--load-teacher", str(tmp_path / "t.keras"),
-                     "--json", str(tmp_path / "s2.json")]) == 0
+    assert (
+        cli.main(
+            [
+                *common,
+                "--load-teacher",
+                str(tmp_path / "t.keras"),
+                "--json",
+                str(tmp_path / "s2.json"),
+            ]
+        )
+        == 0
+    )
     again = json.loads((tmp_path / "s2.json").read_text())
     assert again["teacher"]["test_accuracy"] == payload["teacher"]["test_accuracy"]

@@ -19,15 +19,26 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 def fake_sweep():
     records = [
-        {"temperature": t, "alpha": a, "seed": s,
-         "val_accuracy": 0.90 + 0.01 * t + a / 100 + s / 1000,
-         "test_accuracy": 0.80 + 0.01 * t + s / 1000}
-        for t in (1.0, 4.0) for a in (0.1, 0.5) for s in (0, 1, 2)
+        {
+            "temperature": t,
+            "alpha": a,
+            "seed": s,
+            "val_accuracy": 0.90 + 0.01 * t + a / 100 + s / 1000,
+            "test_accuracy": 0.80 + 0.01 * t + s / 1000,
+        }
+        for t in (1.0, 4.0)
+        for a in (0.1, 0.5)
+        for s in (0, 1, 2)
     ]
     scratch = [{"seed": s, "val_accuracy": 0.9, "test_accuracy": 0.8} for s in (0, 1, 2)]
-    return {"temperatures": [1.0, 4.0], "alphas": [0.1, 0.5], "seeds": [0, 1, 2],
-            "records": records, "scratch": scratch,
-            "selected": {"temperature": 4.0, "alpha": 0.5}}
+    return {
+        "temperatures": [1.0, 4.0],
+        "alphas": [0.1, 0.5],
+        "seeds": [0, 1, 2],
+        "records": records,
+        "scratch": scratch,
+        "selected": {"temperature": 4.0, "alpha": 0.5},
+    }
 
 
 LOGITS = np.array([[9.0, 1.0, 0.0, -2.0], [0.0, 5.0, 4.0, 1.0]])
