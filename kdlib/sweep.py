@@ -6,8 +6,9 @@
 a scratch baseline (``alpha = 1``: labels only) per seed, as one
 :class:`kdlib.stacked.StackedStudents` model: the gradients are exactly those of separate
 trainings, in a fraction of the time. All students of one seed start from the same initial
-weights (those of :func:`kdlib.experiment.twin_students`), and all students see the same
-batches, so each distilled student is paired with its seed's scratch twin.
+weights (a :func:`kdlib.models.mlp` built after ``keras.utils.set_random_seed(seed)``), and
+all students see the same batches, so each distilled student is paired with its seed's
+scratch twin.
 
 Protocol: every student trains for a fixed number of epochs (no early stopping); validation
 accuracy, averaged over seeds, selects one (T, alpha); the test accuracy of that cell and
