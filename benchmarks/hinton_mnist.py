@@ -61,7 +61,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="distil on shifted images, the teacher running on every batch",
     )
     parser.add_argument("--load-teacher", metavar="PATH", help="a trained teacher (.keras)")
-    parser.add_argument("--load-teacher", metavar="PATH", help="a trained teacher (.keras)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fast", action="store_true", help="small run (same as KDLIB_FAST=1)")
     parser.add_argument("--json", metavar="PATH", help="write ours and the paper's as JSON")
