@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: test test-backends lab lint format notebooks clean
+.PHONY: test test-backends test-colab lab lint format notebooks assignments clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,16 @@ test-backends: $(BACKENDS_STAMP)
 	  KERAS_BACKEND=$$backend $(BIN)/python -m pytest -q $(BACKEND_TESTS); \
 	done
 
+## test-colab: Colab's runtime rebuilt from ../shared/colab/pip-freeze.txt (Python 3.13,
+##   its tensorflow, keras, numpy, matplotlib, ipywidgets...) in build/colab-venv; installs
+##   kdlib there with the notebooks' set-up cell (from a git+file:// URL of this clone, at
+##   HEAD), fails if pip changed any of Colab's packages, then runs the widget tests and every
+##   notebook (nbval, fast mode) against the installed kdlib. The environment is reused
+##   between runs; COLAB_ARGS=--fresh rebuilds it, COLAB_ARGS=--apt lets it apt-get Python.
+COLAB_ARGS ?=
+test-colab: $(STAMP)
+	env -u PYTHONPATH $(BIN)/python scripts/colab_parity.py $(COLAB_ARGS)
+
 ## notebooks: write the Colab header, then run the notebooks in place in full mode
 ##   (KDLIB_FAST unset) so the committed copies carry real outputs. A subset:
 ##   make notebooks NB=notebooks/01_*.ipynb
@@ -47,6 +57,10 @@ NB ?= $(wildcard notebooks/[0-9][0-9]_*.ipynb)
 notebooks: $(STAMP)
 	$(BIN)/python scripts/sync_notebooks.py $(NB)
 	env -u KDLIB_FAST -u MPLBACKEND $(BIN)/python scripts/run_notebooks.py $(NB)
+
+## assignments: release the homework with nbgrader, autograde the solution and a blank copy
+assignments: $(STAMP)
+	$(BIN)/python scripts/grade_assignments.py
 
 ## lab: JupyterLab on notebooks/
 lab: $(STAMP)

@@ -4,9 +4,10 @@ Modules: :mod:`kdlib.losses` (softmax with temperature, entropy, KL, distillatio
 :mod:`kdlib.distiller` (the Keras ``Distiller``), :mod:`kdlib.soft_targets` (cached teacher
 logits), :mod:`kdlib.data` (MNIST), :mod:`kdlib.models` (teacher and student factories),
 :mod:`kdlib.experiment` (the MNIST experiment; :mod:`kdlib.experiment_config`,
-:mod:`kdlib.report`), :mod:`kdlib.plotting` and :mod:`kdlib.experiment_plots`,
-:mod:`kdlib.widgets`, :mod:`kdlib.check` (exercise self-checks), :mod:`kdlib.formatting`
-(``fmt``), :mod:`kdlib.validate` (argument checks), :mod:`kdlib.config` (fast mode).
+:mod:`kdlib.report`), :mod:`kdlib.export` (LiteRT files), :mod:`kdlib.plotting` and
+:mod:`kdlib.experiment_plots`, :mod:`kdlib.widgets`, :mod:`kdlib.check` (exercise
+self-checks; engine in :mod:`kdlib.grading`), :mod:`kdlib.formatting` (``fmt``),
+:mod:`kdlib.validate` (argument checks), :mod:`kdlib.config` (fast mode).
 
 ``kdlib.Distiller`` is imported lazily, so ``import kdlib.config`` (and ``kdlib --help``)
 does not pay for importing Keras and its backend.
@@ -34,7 +35,9 @@ _SUBMODULES = (
     "experiment",
     "experiment_config",
     "experiment_plots",
+    "export",
     "formatting",
+    "grading",
     "losses",
     "models",
     "plotting",

@@ -8,6 +8,7 @@ Examples
     kdlib distill --seeds 3 --json results.json --plot comparison.png
     kdlib distill --teacher cnn --student mlp --temperature 4 --alpha 0.3 \\
         --save-student student.keras
+    kdlib distill --export-litert student.tflite           # + an int8 LiteRT student
     kdlib sweep --temperatures 1 2 4 8 20 --alphas 0 0.1 0.5 0.9 --seeds 3 \\
         --json results/sweep_mlp50.json --plot sweep.png
 
@@ -23,9 +24,12 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from kdlib import validate
+
+if TYPE_CHECKING:
+    from kdlib.report import ExperimentResult
 
 T = TypeVar("T")
 
@@ -33,6 +37,10 @@ T = TypeVar("T")
 # `kdlib --help` and flag errors answer without importing TensorFlow.
 TEACHER_CHOICES = ("cnn", "mlp")
 STUDENT_CHOICES = ("mlp", "cnn")
+# kdlib.export.QUANTIZE_CHOICES, with float32 standing for None.
+LITERT_QUANTIZE = ("int8", "dynamic", "float32")
+#: Training images that calibrate an int8 export (--litert-quantize int8).
+CALIBRATION_IMAGES = 500
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -148,6 +156,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         default=None,
         help="save the distilled student (first seed) as a .keras file",
+    )
+    distill.add_argument(
+        "--export-litert",
+        metavar="PATH",
+        default=None,
+        help="export the distilled student (first seed) to LiteRT as a .tflite file and "
+        "report its test accuracy",
+    )
+    distill.add_argument(
+        "--litert-quantize",
+        choices=LITERT_QUANTIZE,
+        default="int8",
+        help="form of the --export-litert file: int8 (full-integer, calibrated on 500 "
+        "training images; default), dynamic (int8 weights) or float32",
     )
     _add_sweep_parser(commands)
     return parser
@@ -277,6 +299,7 @@ def _distill(args: argparse.Namespace) -> int:
         ("--json", args.json, None),
         ("--plot", args.plot, ".png"),
         ("--save-student", args.save_student, ".keras"),
+        ("--export-litert", args.export_litert, ".tflite"),
     ):
         if path is not None:
             try:
@@ -286,6 +309,7 @@ def _distill(args: argparse.Namespace) -> int:
     # Keras and TensorFlow are imported only once every flag and path looks sane.
     from kdlib import experiment, report
 
+    _check_litert(args.export_litert)
     with _fast_mode(args.fast):
         try:
             config = experiment.ExperimentConfig.default(
@@ -329,7 +353,41 @@ def _distill(args: argparse.Namespace) -> int:
         print(f"wrote {args.plot}")
     if args.save_student is not None:
         print(f"wrote {args.save_student} (loads with keras.models.load_model, no kdlib needed)")
+    if args.export_litert is not None:
+        _export_litert(result, args.export_litert, args.litert_quantize)
     return 0
+
+
+def _check_litert(path: str | None) -> None:
+    """Before training: can this environment convert and run LiteRT files (if asked to)?"""
+    if path is None:
+        return
+    from kdlib import export
+
+    try:
+        export.check_litert_available()
+    except (RuntimeError, ImportError) as err:
+        _fail(f"--export-litert: {err}")
+
+
+def _export_litert(result: ExperimentResult, path: str, form: str) -> None:
+    """Write the first seed's distilled student to ``path`` and print how it scores."""
+    import numpy as np
+
+    from kdlib import export
+
+    art = result.artifacts
+    quantize = None if form == "float32" else form
+    calibration = art.splits.x_train[:CALIBRATION_IMAGES] if form == "int8" else None
+    export.to_litert(art.distilled, path, quantize=quantize, representative_data=calibration)
+    scores = export.evaluate_litert(path, art.splits.x_test, art.splits.y_test)
+    keras_logits = art.distilled.predict(art.splits.x_test, batch_size=1000, verbose=0)
+    agreement = float(np.mean(scores["predictions"] == np.argmax(keras_logits, axis=-1)))
+    print(
+        f"wrote {path} (LiteRT {form}, {os.path.getsize(path) / 1024:.1f} KB): test accuracy "
+        f"{100 * scores['accuracy']:.2f} %, {scores['errors']} errors, same class as the Keras "
+        f"student on {100 * agreement:.2f} % of the test images"
+    )
 
 
 def _sweep(args: argparse.Namespace) -> int:

@@ -12,12 +12,15 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
+
+from kdlib import validate
 
 if TYPE_CHECKING:
     from kdlib.experiment import Splits
@@ -158,6 +161,38 @@ def inference_ms_per_1000(
         model.predict(x, batch_size=batch_size, verbose=0)
         times.append(time.perf_counter() - start)
     return 1000.0 * statistics.median(times) * 1000.0 / len(x)
+
+
+def median_ms(fn: Callable[[], object], repeats: int = 20, warmup: int = 3) -> float:
+    """Median wall-clock milliseconds of one call of ``fn()`` (any model, any runtime).
+
+    ``warmup`` untimed calls first (tracing, compilation, memory allocation), then
+    ``repeats`` timed ones; the median ignores the slow outliers that other processes on a
+    shared machine cause. Print :func:`machine_state` beside the result.
+    """
+    repeats = validate.positive_int(repeats, "repeats", example=20)
+    warmup = validate.non_negative_int(warmup, "warmup", example=3)
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1000.0 * statistics.median(times)
+
+
+def machine_state() -> str:
+    """CPU cores and load averages, e.g. ``"2 CPU cores, load average 0.41 / 0.52 / 0.60
+    (1 / 5 / 15 min)"``: the context every timing needs (load unknown off Unix)."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except (AttributeError, OSError):
+        return f"{os.cpu_count()} CPU cores, load average unknown"
+    return (
+        f"{os.cpu_count()} CPU cores, load average {one:.2f} / {five:.2f} / {fifteen:.2f} "
+        "(1 / 5 / 15 min)"
+    )
 
 
 def device_description() -> str:

@@ -1,15 +1,27 @@
-"""Test-session set-up: two logical CPU devices for the multi-device tests.
+"""Shared test set-up: the Agg backend, two logical CPUs, one toy data set, one Distiller
+factory.
 
 ``tf.distribute.MirroredStrategy`` needs at least two devices. TensorFlow can split the CPU
 into logical devices, but only before it initialises its runtime, so this happens in
 ``pytest_configure``, before any test module runs. Ops still run on ``/CPU:0`` unless a
-strategy places them elsewhere, so single-device tests are unaffected. Nothing happens on
-the JAX and PyTorch backends (TensorFlow is not imported there).
+strategy places them elsewhere. Nothing happens on the JAX and PyTorch backends.
 """
 
 from __future__ import annotations
 
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")  # before any test imports pyplot: no display needed, anywhere
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
 NUM_LOGICAL_CPUS = 2
+#: The toy problem of the Distiller tests: 96 "images" of 6 x 6 values, 10 classes.
+INPUT_SHAPE, NUM_CLASSES, N = (6, 6), 10, 96
+ALPHA, TEMPERATURE = 0.3, 4.0
 
 
 def pytest_configure(config) -> None:
@@ -30,3 +42,67 @@ def pytest_configure(config) -> None:
         # Already initialised (e.g. a plugin used TensorFlow first); the multi-device tests
         # then report that they could not get two devices.
         pass
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
+
+
+@pytest.fixture
+def toy_data() -> tuple[np.ndarray, np.ndarray]:
+    """``x`` of shape (96, 6, 6) in [0, 1) (float32) and labels ``y`` in 0..9 (int32)."""
+    rng = np.random.default_rng(0)
+    x = rng.random((N, *INPUT_SHAPE), dtype=np.float32)
+    y = rng.integers(0, NUM_CLASSES, N).astype("int32")
+    return x, y
+
+
+def _mlp(seed: int, hidden: tuple[int, ...], dropout: float = 0.0, name: str = "mlp"):
+    import keras
+
+    from kdlib import models
+
+    keras.utils.set_random_seed(seed)
+    return models.mlp(hidden=hidden, dropout=dropout, input_shape=INPUT_SHAPE, name=name)
+
+
+@pytest.fixture
+def make_teacher():
+    """``make_teacher(seed=1)``: an MLP teacher for the toy data (32 hidden units, with
+    dropout, so that cached logits must be the inference-mode ones)."""
+    return lambda seed=1: _mlp(seed, (32,), dropout=0.5, name="teacher")
+
+
+@pytest.fixture
+def make_student():
+    """``make_student(seed=2)``: an MLP student for the toy data (16 hidden units)."""
+    return lambda seed=2: _mlp(seed, (16,), name="student")
+
+
+@pytest.fixture
+def make_distiller(make_teacher, make_student):
+    """``make_distiller(teacher=None, student=None, **compile_kwargs)``: a compiled
+    Distiller, SGD(0.1), alpha 0.3, T = 4 and accuracy unless the arguments say otherwise."""
+
+    def make(teacher=None, student=None, **compile_kwargs):
+        import keras
+
+        from kdlib import Distiller
+
+        distiller = Distiller(
+            teacher=make_teacher() if teacher is None else teacher,
+            student=make_student() if student is None else student,
+        )
+        settings = {
+            "optimizer": keras.optimizers.SGD(0.1),
+            "metrics": ["accuracy"],
+            "alpha": ALPHA,
+            "temperature": TEMPERATURE,
+        }
+        distiller.compile(**{**settings, **compile_kwargs})
+        return distiller
+
+    return make

@@ -1,8 +1,9 @@
-"""Independent numpy references (float64) that the tests compare kdlib against,
-and a tiny learnable MNIST-shaped data set. Nothing here imports kdlib."""
+"""Independent numpy references (float64) that the tests compare kdlib against, and a tiny
+learnable MNIST-shaped data set. Nothing here imports kdlib or Keras."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,24 +16,44 @@ def np_softmax(z, t: float = 1.0) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def np_log_softmax(z, t: float = 1.0) -> np.ndarray:
+    """ln softmax(z / t) along the last axis, computed directly (no log of 0)."""
+    z = np.asarray(z, dtype=np.float64) / t
+    m = z.max(axis=-1, keepdims=True)
+    return z - m - np.log(np.exp(z - m).sum(axis=-1, keepdims=True))
+
+
+def np_entropy(p) -> np.ndarray:
+    """H(p) = -sum p ln p in nats over the last axis; terms with p = 0 contribute 0."""
+    p = np.asarray(p, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.sum(np.where(p > 0, p * np.log(p), 0.0), axis=-1)
+
+
 def np_kl(p, q) -> np.ndarray:
     """KL(p || q) in nats over the last axis; terms with p = 0 contribute 0."""
     p, q = np.asarray(p, np.float64), np.asarray(q, np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(p > 0, p * np.log(np.where(p > 0, p, 1) / q), 0.0)
-    return terms.sum(axis=-1)
+        return np.sum(np.where(p > 0, p * (np.log(p) - np.log(q)), 0.0), axis=-1)
+
+
+def np_cross_entropy_pq(p, q) -> np.ndarray:
+    """H(p, q) = -sum p ln q in nats over the last axis; terms with p = 0 contribute 0."""
+    p, q = np.asarray(p, np.float64), np.asarray(q, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.sum(np.where(p > 0, p * np.log(q), 0.0), axis=-1)
 
 
 def np_cross_entropy(labels, logits) -> np.ndarray:
-    """Per-example -log softmax(logits)[label]."""
-    return -np.log(np_softmax(logits)[np.arange(len(labels)), labels])
+    """Per-example -log softmax(logits)[label]: the hard-label loss."""
+    return -np_log_softmax(logits)[np.arange(len(labels)), labels]
 
 
 def np_distillation(teacher_logits, student_logits, temperature: float) -> np.ndarray:
-    """Per-example T^2 KL(softmax(t/T) || softmax(s/T))."""
-    p = np_softmax(teacher_logits, temperature)
-    q = np_softmax(student_logits, temperature)
-    return temperature**2 * np_kl(p, q)
+    """Per-example T^2 KL(softmax(t/T) || softmax(s/T)), through log-softmax."""
+    log_p = np_log_softmax(teacher_logits, temperature)
+    log_q = np_log_softmax(student_logits, temperature)
+    return temperature**2 * np.sum(np.exp(log_p) * (log_p - log_q), axis=-1)
 
 
 def np_total_loss(labels, teacher_logits, student_logits, alpha: float, temperature: float):
@@ -40,6 +61,30 @@ def np_total_loss(labels, teacher_logits, student_logits, alpha: float, temperat
     ce = np_cross_entropy(labels, student_logits).mean()
     kl = np_distillation(teacher_logits, student_logits, temperature).mean()
     return alpha * ce + (1 - alpha) * kl
+
+
+def np_numeric_gradient(f: Callable[[np.ndarray], np.ndarray], x, h: float = 1e-6) -> np.ndarray:
+    """Central finite differences of ``f`` (one value per row of ``x``) w.r.t. ``x``."""
+    x = np.asarray(x, dtype=np.float64)
+    grad = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        up, down = x.copy(), x.copy()
+        up[index] += h
+        down[index] -= h
+        grad[index] = np.asarray(f(up) - f(down))[index[:-1]] / (2 * h)
+    return grad
+
+
+def np_mlp_forward(weights, x) -> np.ndarray:
+    """Inference-mode forward pass (dropout off) of a kdlib.models.mlp from its
+    ``get_weights()``: Dense + ReLU per hidden layer, then the logits, in float64."""
+    h = np.asarray(x, np.float64).reshape(len(x), -1)
+    weights = [np.asarray(w, np.float64) for w in weights]
+    for i in range(0, len(weights), 2):
+        h = h @ weights[i] + weights[i + 1]
+        if i + 2 < len(weights):
+            h = np.maximum(h, 0.0)
+    return h
 
 
 def write_learnable_mnist(path, n_train: int = 700, n_test: int = 300, seed: int = 0) -> Path:

@@ -1,22 +1,19 @@
-"""benchmarks/distill_speed.py: the JSON schema, and a fair comparison (same loss per row).
+"""benchmarks/distill_speed.py: a fair comparison (the same loss in every row).
 
-Speed itself is never asserted here: it depends on the machine. This only checks that the
-benchmark runs end to end in a tiny configuration and that its rows train the same thing.
+Speed itself is never asserted here: it depends on the machine. This checks that the rows
+of the benchmark optimise the same loss, so that their times compare like with like.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import sys
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 
 BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "distill_speed.py"
-ROWS = {"student_alone", "kdlib_online", "kdlib_cached", "keras_distillation"}
 TINY = ["--fast", "--examples", "256", "--batch-size", "64", "--epochs", "3"]
 
 
@@ -28,18 +25,6 @@ def bench(monkeypatch):
     monkeypatch.setitem(sys.modules, "distill_speed", module)  # dataclasses look it up
     spec.loader.exec_module(module)
     return module
-
-
-def test_json_schema(bench, tmp_path):
-    path = tmp_path / "speed.json"
-    assert bench.main([*TINY, "--no-jit", "--json", str(path)]) == 0
-    report = json.loads(path.read_text())
-    assert set(report) == {"seconds_per_epoch", "teacher_pass_seconds", "epochs_timed", "backend"}
-    assert set(report["seconds_per_epoch"]) == ROWS
-    assert all(s > 0 for s in report["seconds_per_epoch"].values())
-    assert report["teacher_pass_seconds"] > 0
-    assert report["epochs_timed"] == 3
-    assert report["backend"] == keras.backend.backend()
 
 
 def test_rows_optimise_the_same_loss(bench):

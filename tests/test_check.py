@@ -1,7 +1,7 @@
 """kdlib.check: right answers pass, known mistakes fail with a message that says why.
 
-The "right answers" are written here in plain NumPy (and one by finite differences), so the
-references inside kdlib.check are tested against independent code.
+The "right answers" are the NumPy references of tests/reference.py (the gradient by finite
+differences), so the references inside kdlib.check are tested against independent code.
 """
 
 from __future__ import annotations
@@ -10,50 +10,23 @@ import warnings
 
 import numpy as np
 import pytest
+from reference import (
+    np_cross_entropy_pq,
+    np_distillation,
+    np_kl,
+    np_log_softmax,
+    np_numeric_gradient,
+    np_softmax,
+)
 
 import kdlib.check as check
 from kdlib.formatting import fmt
 
 
 # ----------------------------------------------------------------- independent solutions
-def softmax(z, temperature=1.0):
-    z = np.asarray(z, dtype=np.float64) / temperature
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def log_softmax(z, temperature=1.0):
-    z = np.asarray(z, dtype=np.float64) / temperature
-    m = z.max(axis=-1, keepdims=True)
-    return z - m - np.log(np.exp(z - m).sum(axis=-1, keepdims=True))
-
-
-def kl(p, q):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.sum(np.where(p > 0, p * (np.log(p) - np.log(q)), 0.0), axis=-1)
-
-
-def cross_entropy(p, q):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return -np.sum(np.where(p > 0, p * np.log(q), 0.0), axis=-1)
-
-
-def distillation_loss(t, s, temperature):
-    log_p, log_q = log_softmax(t, temperature), log_softmax(s, temperature)
-    return temperature**2 * np.sum(np.exp(log_p) * (log_p - log_q), axis=-1)
-
-
-def distillation_gradient_fd(t, s, temperature, h=1e-6):
-    """Central finite differences of distillation_loss, one logit at a time."""
-    s = np.asarray(s, dtype=np.float64)
-    grad = np.zeros_like(s)
-    for index in np.ndindex(s.shape):
-        up, down = s.copy(), s.copy()
-        up[index] += h
-        down[index] -= h
-        diff = distillation_loss(t, up, temperature) - distillation_loss(t, down, temperature)
-        grad[index] = np.asarray(diff)[index[:-1]] / (2 * h)
-    return grad
+def distillation_gradient_fd(t, s, temperature):
+    """Finite differences of the numpy loss: independent of the analytic formula."""
+    return np_numeric_gradient(lambda v: np_distillation(t, v, temperature), s)
 
 
 # ------------------------------------------------------------------------ naive attempts
@@ -69,11 +42,11 @@ def naive_kl(p, q):
 @pytest.mark.parametrize(
     ("name", "solution"),
     [
-        ("softmax", softmax),
-        ("log_softmax", log_softmax),
-        ("kl_divergence", kl),
-        ("cross_entropy", cross_entropy),
-        ("distillation_loss", distillation_loss),
+        ("softmax", np_softmax),
+        ("log_softmax", np_log_softmax),
+        ("kl_divergence", np_kl),
+        ("cross_entropy", np_cross_entropy_pq),
+        ("distillation_loss", np_distillation),
         ("distillation_gradient", distillation_gradient_fd),
     ],
 )
@@ -119,12 +92,12 @@ def test_softmax_without_last_axis_fails_on_the_batch(capsys):
 
 
 def test_softmax_ignoring_temperature_fails(capsys):
-    assert check.softmax(lambda z, temperature=1.0: softmax(z)) is False
+    assert check.softmax(lambda z, temperature=1.0: np_softmax(z)) is False
     assert "temperature" in capsys.readouterr().out
 
 
 def test_log_of_softmax_reports_minus_inf(capsys):
-    assert check.log_softmax(lambda z, t=1.0: np.log(softmax(z, t))) is False
+    assert check.log_softmax(lambda z, t=1.0: np.log(np_softmax(z, t))) is False
     out = capsys.readouterr().out
     assert "fails for logits [1000, 0], temperature=1: got [0, -inf], expected [0, -1000]" in out
 
@@ -135,16 +108,16 @@ def test_naive_kl_reports_nan_for_zero_probabilities(capsys):
     assert "fails for p=[0, 0.5, 0.5], q=[0.2, 0.4, 0.4]: got nan, expected 0.223144" in out
     assert "got shape (), expected shape (2,)" in out
     # The expected value is the NumPy formula, not kdlib's own output.
-    assert f"{kl(np.array([0, 0.5, 0.5]), np.array([0.2, 0.4, 0.4])):.6g}" == "0.223144"
+    assert f"{np_kl(np.array([0, 0.5, 0.5]), np.array([0.2, 0.4, 0.4])):.6g}" == "0.223144"
 
 
 def test_swapped_kl_is_diagnosed(capsys):
-    assert check.kl_divergence(lambda p, q: kl(q, p)) is False
+    assert check.kl_divergence(lambda p, q: np_kl(q, p)) is False
     assert "you computed KL(q || p)" in capsys.readouterr().out
 
 
 def test_kl_in_bits_is_diagnosed(capsys):
-    assert check.kl_divergence(lambda p, q: kl(p, q) / np.log(2)) is False
+    assert check.kl_divergence(lambda p, q: np_kl(p, q) / np.log(2)) is False
     assert "bits" in capsys.readouterr().out
 
 
@@ -158,27 +131,27 @@ def test_epsilon_clipping_fails(capsys):
 
 
 def test_swapped_cross_entropy_is_diagnosed(capsys):
-    assert check.cross_entropy(lambda p, q: cross_entropy(q, p)) is False
+    assert check.cross_entropy(lambda p, q: np_cross_entropy_pq(q, p)) is False
     assert "swapped" in capsys.readouterr().out
 
 
 def test_missing_t_squared_is_diagnosed(capsys):
     def no_t2(t, s, temperature):
-        return distillation_loss(t, s, temperature) / temperature**2
+        return np_distillation(t, s, temperature) / temperature**2
 
     assert check.distillation_loss(no_t2) is False
     assert "hint: the T**2 factor is missing" in capsys.readouterr().out
 
 
 def test_swapped_teacher_and_student_is_diagnosed(capsys):
-    assert check.distillation_loss(lambda t, s, T: distillation_loss(s, t, T)) is False
+    assert check.distillation_loss(lambda t, s, T: np_distillation(s, t, T)) is False
     assert "teacher and student are swapped" in capsys.readouterr().out
 
 
 def test_softmax_underflow_in_distillation_loss_is_reported(capsys):
     def via_probabilities(t, s, temperature):
-        p, q = softmax(t, temperature), softmax(s, temperature)
-        return temperature**2 * kl(p, q)
+        p, q = np_softmax(t, temperature), np_softmax(s, temperature)
+        return temperature**2 * np_kl(p, q)
 
     assert check.distillation_loss(via_probabilities) is False
     out = capsys.readouterr().out
@@ -189,9 +162,9 @@ def test_softmax_underflow_in_distillation_loss_is_reported(capsys):
 @pytest.mark.parametrize(
     ("wrong", "hint"),
     [
-        (lambda t, s, T: -T * (softmax(s, T) - softmax(t, T)), "sign is flipped"),
-        (lambda t, s, T: (softmax(s, T) - softmax(t, T)) / T, "without T**2"),
-        (lambda t, s, T: softmax(s, T) - softmax(t, T), "one factor of T is missing"),
+        (lambda t, s, T: -T * (np_softmax(s, T) - np_softmax(t, T)), "sign is flipped"),
+        (lambda t, s, T: (np_softmax(s, T) - np_softmax(t, T)) / T, "without T**2"),
+        (lambda t, s, T: np_softmax(s, T) - np_softmax(t, T), "one factor of T is missing"),
     ],
 )
 def test_gradient_mistakes_are_diagnosed(wrong, hint, capsys):
@@ -213,7 +186,7 @@ def test_exceptions_and_bad_return_values_are_reported(capsys):
 
 def test_inputs_mutated_by_the_student_do_not_change_later_cases(capsys):
     def mutating(z, temperature=1.0):
-        result = softmax(z, temperature)
+        result = np_softmax(z, temperature)
         z[...] = 0.0
         return result
 
@@ -222,7 +195,7 @@ def test_inputs_mutated_by_the_student_do_not_change_later_cases(capsys):
 
 def test_not_a_function_raises_a_clear_error():
     with pytest.raises(TypeError, match=r"kdlib.check.softmax\(my_softmax\)"):
-        check.softmax(softmax([1.0, 2.0]))
+        check.softmax(np_softmax([1.0, 2.0]))
 
 
 def test_output_is_deterministic(capsys):

@@ -7,11 +7,9 @@ import os
 import subprocess
 import sys
 
-import keras
 import pytest
-from reference import write_learnable_mnist
 
-from kdlib import cli
+from kdlib import cli, experiment_config
 from kdlib import experiment as ex
 
 
@@ -92,56 +90,67 @@ def test_console_module_rejects_a_bad_flag_without_training():
     assert done.stdout == ""
 
 
-def test_fast_distill_writes_json_plot_and_a_plain_keras_student(tmp_path, monkeypatch, capsys):
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    # Fast mode needs 5,000 training + 1,000 validation and 2,000 test images.
-    write_learnable_mnist(data_dir / "mnist.npz", n_train=6500, n_test=2000)
-    monkeypatch.setenv("KDLIB_DATA_DIR", str(data_dir))
+def fake_result(config):
+    """A made-up result, so the command's output can be tested without training."""
+    from kdlib.report import ExperimentResult, ModelReport
+
+    def model(name, params, accuracies):
+        return ModelReport(
+            name=name,
+            params=params,
+            size_bytes=4 * params,
+            test_accuracy=sum(accuracies) / len(accuracies),
+            test_accuracy_std=0.01 if len(accuracies) > 1 else 0.0,
+            test_errors=round(2000 * (1 - sum(accuracies) / len(accuracies))),
+            agreement=0.97,
+            ms_per_1000=1.5,
+            test_accuracies=tuple(accuracies),
+        )
+
+    return ExperimentResult(
+        config=config,
+        teacher=model("teacher", 421_642, [0.99]),
+        scratch=model("scratch", 39_760, [0.95, 0.96]),
+        distilled=model("distilled", 39_760, [0.97, 0.96]),
+        num_test=2000,
+        seconds=12.5,
+        device="CPU",
+        histories={},
+    )
+
+
+def test_flags_reach_the_experiment_and_every_output_is_written(tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def run_experiment(config, *, save_student=None, data_path=None):
+        calls.append((config, save_student, os.environ.get("KDLIB_FAST")))
+        return fake_result(config)
+
+    monkeypatch.setattr(ex, "run_experiment", run_experiment)
     monkeypatch.delenv("KDLIB_FAST", raising=False)
     out = tmp_path / "out"
     out.mkdir()
-    status = cli.main(
-        [
-            "distill",
-            "--fast",
-            "--epochs",
-            "1",
-            "--teacher-epochs",
-            "1",
-            "--seeds",
-            "2",
-            "--seed",
-            "3",
-            "--temperature",
-            "5",
-            "--alpha",
-            "0.2",
-            "--batch-size",
-            "100",
-            "--json",
-            str(out / "r.json"),
-            "--plot",
-            str(out / "c.png"),
-            "--save-student",
-            str(out / "s.keras"),
-        ]
-    )
-    assert status == 0
-    assert "KDLIB_FAST" not in os.environ  # --fast does not leak out of the command
+    argv = ["distill", "--fast", "--epochs", "1", "--teacher-epochs", "2", "--seeds", "2"]
+    argv += ["--seed", "3", "--temperature", "5", "--alpha", "0.2", "--batch-size", "100"]
+    argv += ["--teacher", "mlp", "--student", "cnn", "--json", str(out / "r.json")]
+    argv += ["--plot", str(out / "c.png"), "--save-student", str(out / "s.keras")]
+    assert cli.main(argv) == 0
 
+    [(config, save_student, fast)] = calls
+    assert fast == "1" and "KDLIB_FAST" not in os.environ  # --fast does not leak out
+    assert save_student == str(out / "s.keras")
+    assert (config.teacher, config.student, config.temperature, config.alpha) == (
+        "mlp",
+        "cnn",
+        5.0,
+        0.2,
+    )
+    assert (config.epochs, config.teacher_epochs, config.seeds, config.seed) == (1, 2, 2, 3)
+    assert config.batch_size == 100
+    assert (
+        config.train_size == experiment_config.FAST_SETTINGS["train_size"]
+    )  # fast sizes, flags on top
     printed = capsys.readouterr().out
-    for word in ("teacher", "scratch", "distilled", "test accuracy"):
-        assert word in printed
-    report = json.loads((out / "r.json").read_text())
-    assert report["temperature"] == 5.0 and report["alpha"] == 0.2 and report["seeds"] == 2
-    assert report["teacher"]["params"] == 421_642
-    assert report["scratch"]["params"] == report["distilled"]["params"] == 39_760
-    for name in ("scratch", "distilled"):
-        errors = report[name]["test_errors"]
-        # test_errors is the mean over seeds rounded: within 1 of 2,000 * (1 - accuracy).
-        assert abs(errors - 2000 * (1 - report[name]["test_accuracy"])) <= 1
+    assert "distillation gain: +1.00 points" in printed
+    assert json.loads((out / "r.json").read_text()) == fake_result(config).to_json_dict()
     assert (out / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    student = keras.models.load_model(out / "s.keras")
-    assert student.count_params() == 39_760
-    assert tuple(student.output.shape) == (None, 10)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import statistics
-import subprocess
-import sys
+import zipfile
 
 import keras
 import numpy as np
@@ -156,10 +156,6 @@ def test_with_alpha_one_the_distilled_student_equals_the_scratch_student(tiny_sp
         pair.histories["distilled"]["student_loss"],
         rtol=1e-4,
     )
-    # With soft targets in the loss (alpha < 1) the two students do end up different.
-    config = dataclasses.replace(config, alpha=0.1)
-    pair = ex.train_students(config, splits, teacher, seed=5)
-    assert not np.allclose(pair.scratch.get_weights()[0], pair.distilled.get_weights()[0])
 
 
 @pytest.fixture(scope="module")
@@ -210,58 +206,52 @@ def test_sizes_on_disk_count_weights_but_not_optimizer_state(tiny_result):
     assert result.scratch.size_bytes == pytest.approx(result.distilled.size_bytes, rel=0.05)
 
 
-def test_json_dict_has_exactly_the_documented_schema(tiny_result):
+def test_json_dict_holds_the_reported_numbers_in_the_documented_schema(tiny_result):
     result, _ = tiny_result
-    report = result.to_json_dict()
-    assert set(report) == {
-        "teacher",
-        "scratch",
-        "distilled",
-        "temperature",
-        "alpha",
-        "seeds",
-        "seconds",
+    report = json.loads(json.dumps(result.to_json_dict()))
+
+    def entry(model, student):
+        numbers = {"params": model.params, "test_accuracy": model.test_accuracy}
+        if student:
+            numbers["test_accuracy_std"] = model.test_accuracy_std
+        return {**numbers, "test_errors": model.test_errors}
+
+    assert report == {
+        "teacher": entry(result.teacher, student=False),
+        "scratch": entry(result.scratch, student=True),
+        "distilled": entry(result.distilled, student=True),
+        "temperature": 4.0,
+        "alpha": 0.3,
+        "seeds": 2,
+        "seconds": result.seconds,
     }
-    assert set(report["teacher"]) == {"params", "test_accuracy", "test_errors"}
-    for name in ("scratch", "distilled"):
-        assert set(report[name]) == {
-            "params",
-            "test_accuracy",
-            "test_accuracy_std",
-            "test_errors",
-        }
-        assert type(report[name]["test_accuracy_std"]) is float
-    for name in ("teacher", "scratch", "distilled"):
-        assert type(report[name]["params"]) is int
-        assert type(report[name]["test_errors"]) is int
-        assert type(report[name]["test_accuracy"]) is float
-    assert type(report["temperature"]) is float and type(report["alpha"]) is float
-    assert type(report["seeds"]) is int and report["seeds"] == 2
-    assert type(report["seconds"]) is float and report["seconds"] > 0
+    assert type(report["seeds"]) is int and type(report["teacher"]["test_errors"]) is int
 
 
-def test_table_lists_every_model(tiny_result):
+def test_table_has_one_row_per_model_with_its_numbers(tiny_result):
     result, _ = tiny_result
-    table = format_table(result)
-    for name in ("teacher", "scratch", "distilled", "39,760", "±"):
-        assert name in table
+    rows = {line.split()[0]: line for line in format_table(result).splitlines() if line}
+    for model in (result.teacher, result.scratch, result.distilled):
+        row = rows[model.name]
+        assert f"{model.params:,}" in row and f"{100 * model.test_accuracy:.2f}" in row
+    assert f"± {100 * result.scratch.test_accuracy_std:.2f}" in rows["scratch"]
+    assert f"{100 * result.gain:+.2f} points" in format_table(result)
 
 
-def test_saved_student_loads_with_plain_keras_in_a_fresh_process(tiny_result):
+def test_first_seeds_students_differ_and_the_distilled_one_is_saved(tiny_result):
     result, student_path = tiny_result
+    # With soft targets in the loss (alpha < 1) the twins end up different.
+    scratch, distilled = result.artifacts.scratch, result.artifacts.distilled
+    assert not np.allclose(scratch.get_weights()[0], distilled.get_weights()[0])
+    # The saved file is the distilled student, a plain Keras model (test_distiller loads
+    # such a file in a fresh process without kdlib).
+    with zipfile.ZipFile(student_path) as zf:
+        assert "kdlib" not in zf.read("config.json").decode()
     x = result.artifacts.splits.x_test[:20]
-    np.save(student_path.with_name("x.npy"), x)
-    expected = result.artifacts.distilled.predict(x, verbose=0)
-    code = (
-        "import sys, numpy as np, keras\n"
-        f"model = keras.models.load_model({str(student_path)!r})\n"
-        f"x = np.load({str(student_path.with_name('x.npy'))!r})\n"
-        "assert not any(m.startswith('kdlib') for m in sys.modules), 'kdlib was imported'\n"
-        f"np.save({str(student_path.with_name('y.npy'))!r}, model.predict(x, verbose=0))\n"
+    loaded = keras.models.load_model(student_path)
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0), distilled.predict(x, verbose=0), rtol=1e-5, atol=1e-6
     )
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=300)
-    got = np.load(student_path.with_name("y.npy"))
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_run_experiment_checks_the_student_path_before_training(tmp_path, monkeypatch):

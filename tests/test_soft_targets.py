@@ -12,9 +12,9 @@ import sys
 import keras
 import numpy as np
 import pytest
-from reference import np_total_loss
+from conftest import ALPHA, INPUT_SHAPE, NUM_CLASSES, TEMPERATURE, N
+from reference import np_mlp_forward, np_total_loss
 
-from kdlib import Distiller, models
 from kdlib.soft_targets import (
     cache_size_bytes,
     cache_soft_targets,
@@ -22,51 +22,10 @@ from kdlib.soft_targets import (
     describe_cache,
 )
 
-INPUT_SHAPE, NUM_CLASSES, N = (6, 6), 10, 96
-ALPHA, TEMPERATURE = 0.3, 4.0
-
-
-def np_mlp_forward(model: keras.Model, x: np.ndarray) -> np.ndarray:
-    """Inference-mode forward pass of a kdlib.models.mlp (dropout off), in float64."""
-    h = np.asarray(x, np.float64).reshape(len(x), -1)
-    weights = [np.asarray(w, np.float64) for w in model.get_weights()]
-    for i in range(0, len(weights), 2):
-        h = h @ weights[i] + weights[i + 1]
-        if i + 2 < len(weights):
-            h = np.maximum(h, 0.0)
-    return h
-
 
 @pytest.fixture
-def data():
-    rng = np.random.default_rng(0)
-    x = rng.random((N, *INPUT_SHAPE), dtype=np.float32)
-    y = rng.integers(0, NUM_CLASSES, N).astype("int32")
-    return x, y
-
-
-@pytest.fixture
-def teacher():
-    keras.utils.set_random_seed(1)
-    # Dropout on purpose: cached logits must be inference-mode logits, as online.
-    return models.mlp(hidden=(32,), dropout=0.5, input_shape=INPUT_SHAPE, name="teacher")
-
-
-def make_student(seed: int = 2) -> keras.Model:
-    keras.utils.set_random_seed(seed)
-    return models.mlp(hidden=(16,), input_shape=INPUT_SHAPE, name="student")
-
-
-def make_distiller(teacher, student, **compile_kwargs) -> Distiller:
-    distiller = Distiller(teacher=teacher, student=student)
-    distiller.compile(
-        optimizer=keras.optimizers.SGD(0.1),
-        metrics=["accuracy"],
-        alpha=ALPHA,
-        temperature=TEMPERATURE,
-        **compile_kwargs,
-    )
-    return distiller
+def teacher(make_teacher):
+    return make_teacher()
 
 
 class CountingTeacher(keras.Model):
@@ -83,19 +42,21 @@ class CountingTeacher(keras.Model):
 
 
 # ---------------------------------------------------------------- the cache itself
-def test_cache_is_the_inference_forward_pass(data, teacher):
-    x, y = data
+def test_cache_is_the_inference_forward_pass(toy_data, teacher):
+    x, y = toy_data
     targets = cache_soft_targets(teacher, x, y, batch_size=32, verbose=0)
     assert set(targets) == {"labels", "teacher_logits"}
     assert targets["labels"] is y
     logits = targets["teacher_logits"]
     assert isinstance(logits, np.ndarray)
     assert logits.dtype == np.float32 and logits.shape == (N, NUM_CLASSES)
-    np.testing.assert_allclose(logits, np_mlp_forward(teacher, x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        logits, np_mlp_forward(teacher.get_weights(), x), rtol=1e-5, atol=1e-5
+    )
 
 
-def test_batch_size_does_not_change_the_cache(data, teacher):
-    x, y = data
+def test_batch_size_does_not_change_the_cache(toy_data, teacher):
+    x, y = toy_data
     small = cache_soft_targets(teacher, x, y, batch_size=7, verbose=0)["teacher_logits"]
     large = cache_soft_targets(teacher, x, y, verbose=0)["teacher_logits"]
     np.testing.assert_allclose(small, large, rtol=1e-6, atol=1e-6)
@@ -111,13 +72,19 @@ def test_memory_cost():
 
 
 # ---------------------------------------------------------------- same loss, same training
-def test_cached_and_online_give_the_numpy_loss_for_the_same_batch(data, teacher):
-    x, y = data
+def test_cached_and_online_give_the_numpy_loss_for_the_same_batch(
+    toy_data, teacher, make_student, make_distiller
+):
+    x, y = toy_data
     student = make_student()
     distiller = make_distiller(teacher, student)
     targets = cache_soft_targets(teacher, x, y, verbose=0)
     expected = np_total_loss(
-        y, np_mlp_forward(teacher, x), np_mlp_forward(student, x), ALPHA, TEMPERATURE
+        y,
+        np_mlp_forward(teacher.get_weights(), x),
+        np_mlp_forward(student.get_weights(), x),
+        ALPHA,
+        TEMPERATURE,
     )
     online = distiller.evaluate(x, y, batch_size=N, return_dict=True, verbose=0)
     cached = distiller.evaluate(x, targets, batch_size=N, return_dict=True, verbose=0)
@@ -128,8 +95,8 @@ def test_cached_and_online_give_the_numpy_loss_for_the_same_batch(data, teacher)
         np.testing.assert_allclose(cached[key], online[key], rtol=1e-5)
 
 
-def test_cached_and_online_train_the_same_student(data, teacher):
-    x, y = data
+def test_cached_and_online_train_the_same_student(toy_data, teacher, make_student, make_distiller):
+    x, y = toy_data
     targets = cache_soft_targets(teacher, x, y, verbose=0)
     runs = {}
     for mode, y_fit in (("online", y), ("cached", targets)):
@@ -154,8 +121,8 @@ def test_cached_and_online_train_the_same_student(data, teacher):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
 
 
-def test_cached_mode_never_calls_the_teacher(data, teacher):
-    x, y = data
+def test_cached_mode_never_calls_the_teacher(toy_data, teacher, make_student, make_distiller):
+    x, y = toy_data
     targets = cache_soft_targets(teacher, x, y, verbose=0)
     weights_before = [w.copy() for w in teacher.get_weights()]
     counting = CountingTeacher(teacher)
@@ -171,46 +138,48 @@ def test_cached_mode_never_calls_the_teacher(data, teacher):
 
 
 # ---------------------------------------------------------------- bad input
-def test_length_mismatch(data, teacher):
-    x, y = data
+def test_length_mismatch(toy_data, teacher):
+    x, y = toy_data
     with pytest.raises(ValueError, match=f"{N} examples but y has {N - 1} labels"):
         cache_soft_targets(teacher, x, y[:-1], verbose=0)
 
 
-def test_missing_labels(data, teacher):
+def test_missing_labels(toy_data, teacher):
     with pytest.raises(ValueError, match="labels"):
-        cache_soft_targets(teacher, data[0], None, verbose=0)
+        cache_soft_targets(teacher, toy_data[0], None, verbose=0)
 
 
-def test_softmax_layer_teacher_is_refused(data):
+def test_softmax_layer_teacher_is_refused(toy_data):
     inputs = keras.Input(INPUT_SHAPE)
     outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax")(keras.layers.Flatten()(inputs))
     with pytest.raises(ValueError, match="applies softmax"):
-        cache_soft_targets(keras.Model(inputs, outputs), *data, verbose=0)
+        cache_soft_targets(keras.Model(inputs, outputs), *toy_data, verbose=0)
 
 
-def test_probability_outputs_are_refused(data):
+def test_probability_outputs_are_refused(toy_data):
     # A softmax hidden inside a Lambda: only the outputs give it away.
     inputs = keras.Input(INPUT_SHAPE)
     logits = keras.layers.Dense(NUM_CLASSES)(keras.layers.Flatten()(inputs))
     probs = keras.layers.Lambda(lambda z: keras.ops.softmax(z))(logits)
     with pytest.raises(ValueError, match="look like probabilities"):
-        cache_soft_targets(keras.Model(inputs, probs), *data, verbose=0)
+        cache_soft_targets(keras.Model(inputs, probs), *toy_data, verbose=0)
 
 
 @pytest.mark.parametrize("bad", [0, -5, 2.5, True, "64"])
-def test_bad_batch_size(data, teacher, bad):
+def test_bad_batch_size(toy_data, teacher, bad):
     with pytest.raises(ValueError, match="batch_size"):
-        cache_soft_targets(teacher, *data, batch_size=bad, verbose=0)
+        cache_soft_targets(teacher, *toy_data, batch_size=bad, verbose=0)
 
 
-def test_teacher_must_be_a_model(data):
+def test_teacher_must_be_a_model(toy_data):
     with pytest.raises(TypeError, match="keras.Model"):
-        cache_soft_targets(np.zeros((N, NUM_CLASSES)), *data)
+        cache_soft_targets(np.zeros((N, NUM_CLASSES)), *toy_data)
 
 
-def test_cached_targets_of_wrong_width_are_refused(data, teacher):
-    x, y = data
+def test_cached_targets_of_wrong_width_are_refused(
+    toy_data, teacher, make_student, make_distiller
+):
+    x, y = toy_data
     distiller = make_distiller(teacher, make_student())
     wrong = {"labels": y, "teacher_logits": np.zeros((N, NUM_CLASSES + 1), np.float32)}
     with pytest.raises(ValueError, match="one logit per class"):
@@ -223,13 +192,17 @@ def _dataset(x, y, batch_size=32):
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
 
 
-def test_dataset_cache_trains_like_the_numpy_cache(data, teacher):
-    x, y = data
+def test_dataset_cache_trains_like_the_numpy_cache(
+    toy_data, teacher, make_student, make_distiller
+):
+    x, y = toy_data
     cached_ds = cache_soft_targets_dataset(teacher, _dataset(x, y, 40), verbose=0)
     batches = list(cached_ds.as_numpy_iterator())
     assert [len(b[0]) for b in batches] == [40, 40, 16]
     logits = np.concatenate([b[1]["teacher_logits"] for b in batches])
-    np.testing.assert_allclose(logits, np_mlp_forward(teacher, x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        logits, np_mlp_forward(teacher.get_weights(), x), rtol=1e-5, atol=1e-5
+    )
     np.testing.assert_array_equal(np.concatenate([b[1]["labels"] for b in batches]), y)
 
     targets = cache_soft_targets(teacher, x, y, verbose=0)
@@ -244,9 +217,9 @@ def test_dataset_cache_trains_like_the_numpy_cache(data, teacher):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
 
 
-def test_reshuffling_dataset_is_detected(data, teacher):
+def test_reshuffling_dataset_is_detected(toy_data, teacher):
     tf = pytest.importorskip("tensorflow")
-    x, y = data
+    x, y = toy_data
     ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(N, seed=3).batch(32)
     cached_ds = cache_soft_targets_dataset(teacher, ds, verbose=0)
     with pytest.raises(tf.errors.InvalidArgumentError, match="changed order"):
@@ -254,9 +227,9 @@ def test_reshuffling_dataset_is_detected(data, teacher):
             list(cached_ds.as_numpy_iterator())
 
 
-def test_dataset_structure_errors(data, teacher):
+def test_dataset_structure_errors(toy_data, teacher):
     tf = pytest.importorskip("tensorflow")
-    x, y = data
+    x, y = toy_data
     with pytest.raises(ValueError, match=r"\(x, y\)"):
         cache_soft_targets_dataset(teacher, tf.data.Dataset.from_tensor_slices(x).batch(8))
     irregular = tf.data.Dataset.from_tensor_slices((x, y)).batch(32).unbatch().batch(20)

@@ -3,25 +3,35 @@
 from __future__ import annotations
 
 import math
+from unittest import mock
 
 import ipywidgets
-import matplotlib
 import numpy as np
 import pytest
+from reference import np_entropy
+from reference import np_kl as kl
+from reference import np_softmax as softmax
 
-matplotlib.use("Agg")
-
-from reference import np_kl as kl  # noqa: E402
-from reference import np_softmax as softmax  # noqa: E402
-
-from kdlib import widgets  # noqa: E402
+from kdlib import widgets
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def entropy(p):
-    p = p[p > 0]
-    return float(-np.sum(p * np.log(p)))
+def displayed(widget) -> dict:
+    """The display data a notebook receives for ``widget``, on ipywidgets 7 and 8 alike.
+
+    ipywidgets 8 returns it from ``_repr_mimebundle_``; ipywidgets 7 (Colab's 7.7.1) has no
+    such method and publishes it from ``_ipython_display_`` instead.
+    """
+    if hasattr(widget, "_ipython_display_"):
+        published = []
+        with mock.patch.object(
+            ipywidgets.widgets.widget, "display", lambda data, raw: published.append(data)
+        ):
+            widget._ipython_display_()
+        assert len(published) == 1
+        return published[0]
+    return widget._repr_mimebundle_()
 
 
 LOGITS = [-2.1, 3.0, 1.5, 0.2, -1.0, -0.6, -3.0, 9.0, -0.4, 4.1]
@@ -32,8 +42,9 @@ def test_temperature_explorer_is_a_widget_that_renders():
     assert isinstance(explorer, ipywidgets.VBox)
     assert explorer.slider in explorer.children and explorer.image in explorer.children
     assert bytes(explorer.image.value).startswith(PNG)
-    bundle = explorer._repr_mimebundle_()
-    assert "application/vnd.jupyter.widget-view+json" in bundle
+    bundle = displayed(explorer)
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == explorer.model_id
+    assert bundle["text/plain"].startswith("TemperatureExplorer(")
 
 
 @pytest.mark.parametrize("temperature", [0.5, 1.0, 2.5, 10.0, 20.0])
@@ -48,7 +59,7 @@ def test_temperature_slider_updates_distribution_bars_and_text(temperature):
     assert explorer.temperature == temperature
     text = explorer.summary.value
     assert f"T = {temperature:.1f}" in text
-    assert f"entropy {entropy(expected):.3f} nats" in text
+    assert f"entropy {np_entropy(expected):.3f} nats" in text
     assert f"top class 7: {expected[7]:.4f}" in text
     wrong = np.sort(np.delete(expected, 7))[::-1]
     assert f"{wrong[0] / wrong[1]:.2f}" in text
