@@ -156,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     n, batch = len(splits.x_train), 128
     print(
         f"{n:,} training, {len(splits.x_val):,} validation, {len(splits.y_test):,} test "
-        f"images; teacher {args.teacher} {args.teacher_epochs} epochs, students "
+        f"images; teacher {args.load_teacher or args.teacher}"
+        f"{'' if args.load_teacher else f' {args.teacher_epochs} epochs'}, students "
         f"{args.epochs} epochs; load average {loads['start']}",
         flush=True,
     )
@@ -265,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
                 "teacher": args.teacher,
                 "online_jitter": args.online_jitter,
                 "epochs": args.epochs,
-                "teacher_epochs": args.teacher_epochs,
+                "teacher_epochs": None if args.load_teacher else args.teacher_epochs,
                 "test_images": len(splits.y_test),
                 "train_images": n,
                 "seconds": seconds,
