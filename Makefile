@@ -6,7 +6,13 @@ STAMP  := $(VENV)/.installed
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: test test-backends test-colab lab lint format notebooks assignments clean
+.PHONY: help test test-backends test-colab test-browser lab lint format notebooks assignments clean
+.DEFAULT_GOAL := help
+
+## help: list the targets (also what bare `make` does)
+help:
+	@echo "make TARGET, where TARGET is one of:"
+	@sed -n 's/^## \([a-z][a-z-]*\): \(.*\)/\1|\2/p' $(MAKEFILE_LIST) | awk -F'|' '{ printf "  %-15s %s\n", $$1, $$2 }'
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +28,7 @@ test: $(STAMP)
 	@# pytest exits 5 when it collects nothing (no notebooks yet): that is not a failure.
 	$(BIN)/python -m pytest --nbval-lax notebooks/ || [ $$? -eq 5 ]
 
-## test-backends: the backend-agnostic tests again on JAX and on PyTorch (CPU wheels).
+## test-backends: the backend-agnostic tests again on JAX and on PyTorch (CPU wheels)
 ##   TensorFlow-only tests (tf.distribute) skip themselves there. torch is pinned because an
 ##   unpinned `pip install torch` pulls the multi-GB CUDA build on Linux.
 BACKENDS       ?= jax torch
@@ -40,8 +46,9 @@ test-backends: $(BACKENDS_STAMP)
 	  KERAS_BACKEND=$$backend $(BIN)/python -m pytest -q $(BACKEND_TESTS); \
 	done
 
-## test-colab: Colab's runtime rebuilt from ../shared/colab/pip-freeze.txt (Python 3.13,
-##   its tensorflow, keras, numpy, matplotlib, ipywidgets...) in build/colab-venv; installs
+## test-colab: kdlib and every notebook in a copy of Colab's runtime (Python 3.13, its pins)
+##   Colab's runtime rebuilt from ../shared/colab/pip-freeze.txt (Python 3.13, its
+##   tensorflow, keras, numpy, matplotlib, ipywidgets...) in build/colab-venv; installs
 ##   kdlib there with the notebooks' set-up cell (from a git+file:// URL of this clone, at
 ##   HEAD), fails if pip changed any of Colab's packages, then runs the widget tests and every
 ##   notebook (nbval, fast mode) against the installed kdlib. The environment is reused
@@ -58,13 +65,32 @@ notebooks: $(STAMP)
 	$(BIN)/python scripts/sync_notebooks.py $(NB)
 	env -u KDLIB_FAST -u MPLBACKEND $(BIN)/python scripts/run_notebooks.py $(NB)
 
+## test-browser: every notebook Run All in JupyterLab in headless Chromium, sliders moved
+##   Fast mode; no error, stderr or MathJax box, every image shown, every widget slider
+##   changes its plot. Needs Debian's chromium (apt-get install -y chromium), which
+##   playwright drives; tests/browser_check.py says more.
+test-browser: $(STAMP)
+	KDLIB_FAST=1 $(BIN)/python tests/browser_check.py $(NB)
+
 ## assignments: release the homework with nbgrader, autograde the solution and a blank copy
 assignments: $(STAMP)
 	$(BIN)/python scripts/grade_assignments.py
 
-## lab: JupyterLab on notebooks/
+## lab: JupyterLab on notebooks/, opened on the first notebook (prints the URL to open)
+##   The URL carries the token. As root it adds --allow-root; without a desktop, --no-browser.
+##   LAB_ARGS="--port=9999" passes more options to JupyterLab.
+FIRST_NOTEBOOK := $(notdir $(firstword $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))))
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	@set -- --ServerApp.root_dir=notebooks --LabApp.default_url=/lab/tree/$(FIRST_NOTEBOOK); \
+	if [ "$$(id -u)" -eq 0 ]; then \
+	  echo "make lab: you are root, so JupyterLab runs with --allow-root"; \
+	  set -- "$$@" --allow-root; \
+	fi; \
+	if [ "$$(uname -s)" = Linux ] && [ -z "$${DISPLAY:-}$${WAYLAND_DISPLAY:-}" ]; then \
+	  echo "make lab: no desktop here, so open the http://127.0.0.1:PORT/lab...?token=... URL printed below"; \
+	  set -- "$$@" --no-browser; \
+	fi; \
+	exec $(BIN)/jupyter lab "$$@" $(LAB_ARGS)
 
 ## lint: ruff check and ruff format --check (what `make test` runs first)
 lint: $(STAMP)
@@ -76,5 +102,6 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+## clean: remove .venv and the tool caches (the next `make test` reinstalls)
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

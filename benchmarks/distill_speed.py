@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import statistics
 import sys
@@ -390,9 +389,9 @@ def main(argv: list[str] | None = None) -> int:
         }
         if "jit_compile=True" in results:
             report["jit_compile"] = {k: results["jit_compile=True"]["seconds"][k] for k in ROWS}
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=2)
-            f.write("\n")
+        from kdlib import io
+
+        io.write_json(args.json, report)  # atomic: an interrupted run keeps the old file
         print(f"wrote {args.json}")
     return 0
 

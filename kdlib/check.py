@@ -21,6 +21,7 @@ arithmetic is fine. NumPy warnings raised by your function are reported, not pri
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -314,3 +315,17 @@ def distillation_gradient(student_fn: Callable[..., Any]) -> bool:
         return None
 
     return grade("distillation_gradient", student_fn, cases, diagnose)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "fmt":  # deprecated in 0.1.0: fmt is printing, not grading
+        warnings.warn(
+            "kdlib.check.fmt moved to kdlib.formatting.fmt; use "
+            "`from kdlib.formatting import fmt`.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from kdlib.formatting import fmt
+
+        return fmt
+    raise AttributeError(f"module 'kdlib.check' has no attribute {name!r}")

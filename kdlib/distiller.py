@@ -17,64 +17,38 @@ Soft targets can be *online* (the teacher runs on every batch; needed with augme
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 
 from kdlib import validate
 from kdlib.losses import DistillationLoss
+from kdlib.model_checks import (  # re-exported: kdlib.distiller.check_logits_model, ...
+    PROBABILITIES_MESSAGE,
+    applies_softmax,
+    check_compatible,
+    check_logits_model,
+    check_training_data,
+    looks_like_probabilities,
+)
+
+__all__ = [
+    "LABELS_KEY",
+    "PROBABILITIES_MESSAGE",
+    "TEACHER_LOGITS_KEY",
+    "Distiller",
+    "FunctionLoss",
+    "applies_softmax",
+    "check_logits_model",
+    "looks_like_probabilities",
+]
 
 LABELS_KEY = "labels"
 TEACHER_LOGITS_KEY = "teacher_logits"
-
-
-def applies_softmax(model: keras.Model) -> bool:
-    """True if the model's last layer turns logits into probabilities with a softmax."""
-    layers = getattr(model, "layers", None)
-    if not layers:
-        return False
-    last = layers[-1]
-    if isinstance(last, keras.layers.Softmax):
-        return True
-    activation = getattr(last, "activation", None)
-    return activation is keras.activations.softmax or (
-        getattr(activation, "__name__", "") == "softmax"
-    )
-
-
-def check_logits_model(model: Any, role: str) -> None:
-    """Raise if ``model`` is not a Keras model or its last layer applies softmax.
-
-    Distillation divides *logits* by the temperature before the softmax, so a model that
-    already outputs probabilities cannot be a teacher or a student.
-    """
-    if not isinstance(model, keras.Model):
-        raise TypeError(
-            f"{role} must be a keras.Model, got {type(model).__name__}; build it with "
-            "keras.Sequential, the functional API or a kdlib.models factory."
-        )
-    if applies_softmax(model):
-        raise ValueError(
-            f"The {role}'s last layer ({model.layers[-1].name!r}) applies softmax, but "
-            "distillation needs logits: the temperature divides the logits before the "
-            "softmax. Remove the softmax (e.g. Dense(10) instead of "
-            "Dense(10, activation='softmax')), or wrap the model: "
-            f"keras.Model({role}.inputs, {role}.layers[-1].input) if the softmax is a "
-            "separate layer."
-        )
-
-
-def _output_shape(model: keras.Model) -> tuple[Any, ...] | None:
-    """The static output shape of a built functional/Sequential model, else None."""
-    try:
-        outputs = model.outputs
-    except (AttributeError, ValueError):
-        return None
-    if not outputs or len(outputs) != 1:
-        return None
-    return tuple(outputs[0].shape)
 
 
 def _num_replicas_in_sync() -> int:
@@ -95,7 +69,7 @@ class FunctionLoss(keras.losses.Loss):
     """Wrap a per-example loss function ``fn(y_true, y_pred)`` as a serializable Loss."""
 
     def __init__(self, fn: Callable[..., Any], name: str | None = None, **kwargs: Any) -> None:
-        super().__init__(name=name or getattr(fn, "__name__", "function_loss"), **kwargs)
+        super().__init__(name=name or _scope_name(fn), **kwargs)
         self.fn = fn
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
@@ -111,6 +85,17 @@ class FunctionLoss(keras.losses.Loss):
         config = dict(config)
         config["fn"] = keras.saving.deserialize_keras_object(config["fn"])
         return cls(**config)
+
+
+def _scope_name(fn: Callable[..., Any]) -> str:
+    """A loss name that is valid as a TensorFlow name scope.
+
+    Keras opens a name scope with the loss's name; ``"<lambda>"`` is not a valid one, and
+    TensorFlow then leaves its scope stack broken for the rest of the process.
+    """
+    name = re.sub(r"[^A-Za-z0-9_.-]", "", getattr(fn, "__name__", "") or "")
+    name = name.lstrip("_.-")
+    return name or "function_loss"
 
 
 def _as_loss(fn: Any, argument: str) -> keras.losses.Loss:
@@ -147,14 +132,7 @@ class Distiller(keras.Model):
 
     def __init__(self, *, teacher: keras.Model, student: keras.Model, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        check_logits_model(teacher, "teacher")
-        check_logits_model(student, "student")
-        t_shape, s_shape = _output_shape(teacher), _output_shape(student)
-        if t_shape is not None and s_shape is not None and t_shape[1:] != s_shape[1:]:
-            raise ValueError(
-                f"teacher and student outputs differ in shape: teacher {t_shape}, student "
-                f"{s_shape}. Both must give one logit per class for the same classes."
-            )
+        check_compatible(teacher, student)
         teacher.trainable = False
         self.teacher = teacher
         self.student = student
@@ -255,9 +233,9 @@ class Distiller(keras.Model):
         return cls(teacher=teacher, student=student, **config)
 
     # ------------------------------------------------------------------ forward and loss
-    def call(self, inputs: Any, training: bool | None = None) -> Any:
-        """The student's logits."""
-        return self.student(inputs, training=training)
+    def call(self, inputs: Any, training: bool | None = None, **kwargs: Any) -> Any:
+        """The student's logits; keyword arguments (e.g. ``mask``) go to the student."""
+        return self.student(inputs, training=training, **kwargs)
 
     def build(self, input_shape: Any = None) -> None:
         if input_shape is not None:
@@ -274,13 +252,19 @@ class Distiller(keras.Model):
                 f"temperature=3.0) first, then distiller.{method}(...)."
             )
 
-    def fit(self, *args: Any, **kwargs: Any) -> keras.callbacks.History:
+    def fit(
+        self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any
+    ) -> keras.callbacks.History:
         self._require_compiled("fit")
-        return super().fit(*args, **kwargs)
+        check_training_data(self.teacher, self.student, "fit", x, y)
+        if kwargs.get("class_weight") is not None and isinstance(y, dict):
+            kwargs = _class_weight_as_sample_weight(y, kwargs)
+        return super().fit(x, y, *args, **kwargs)
 
-    def evaluate(self, *args: Any, **kwargs: Any) -> Any:
+    def evaluate(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
         self._require_compiled("evaluate")
-        return super().evaluate(*args, **kwargs)
+        check_training_data(self.teacher, self.student, "evaluate", x, y)
+        return super().evaluate(x, y, *args, **kwargs)
 
     def _split_targets(self, x: Any, y: Any) -> tuple[Any, Any]:
         """Labels and teacher logits: cached in ``y`` if present, else the teacher runs."""
@@ -303,7 +287,14 @@ class Distiller(keras.Model):
         training: bool = True,
     ) -> Any:
         """``alpha * student_loss + (1 - alpha) * distillation_loss`` (+ regularisers)."""
+        if y is None:
+            raise ValueError(
+                "The Distiller got no labels: a tf.data dataset must yield (x, y) or "
+                "(x, y, sample_weight) batches, and fit(x, y) needs y."
+            )
         labels, teacher_logits = self._split_targets(x, y)
+        if isinstance(sample_weight, dict):  # Keras copies one weight array per target key
+            sample_weight = sample_weight.get(LABELS_KEY)
         if y_pred is None:
             y_pred = self(x, training=training)
         # Softmax, cross-entropy and KL in float32, whatever the compute dtype.
@@ -323,6 +314,8 @@ class Distiller(keras.Model):
         total = self.alpha * student_loss + (1.0 - self.alpha) * distill_loss
         replicas = _num_replicas_in_sync()
         # The student's regularisers, as Keras adds them: summed, a per-replica share each.
+        # Only the student's: the teacher is frozen, and its own losses (e.g. an activity
+        # regulariser, added when it runs online) would make the two modes disagree.
         for extra in self.student.losses:
             total = total + ops.sum(ops.cast(extra, "float32")) / replicas
         if replicas != 1:  # report the global mean, as Keras does for `loss`
@@ -334,4 +327,28 @@ class Distiller(keras.Model):
 
     def compute_metrics(self, x: Any, y: Any, y_pred: Any, sample_weight: Any = None) -> Any:
         labels = y[LABELS_KEY] if isinstance(y, dict) else y
+        if isinstance(sample_weight, dict):
+            sample_weight = sample_weight.get(LABELS_KEY)
         return super().compute_metrics(x, labels, y_pred, sample_weight=sample_weight)
+
+
+def _class_weight_as_sample_weight(y: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Keras applies ``class_weight`` to single-output targets only; with cached targets
+    (a dict) the same weights become per-example ``sample_weight``."""
+    kwargs = dict(kwargs)
+    class_weight = kwargs.pop("class_weight")
+    labels = np.asarray(y.get(LABELS_KEY)).reshape(-1).astype(np.int64)
+    missing = sorted(set(np.unique(labels).tolist()) - set(map(int, class_weight)))
+    if missing:
+        raise ValueError(
+            f"class_weight has no weight for the label(s) {missing}; give one weight per "
+            f"class, e.g. {{0: 1.0, 1: 2.0, ...}}."
+        )
+    lookup = np.zeros(max(map(int, class_weight)) + 1, dtype=np.float32)
+    for label, weight in class_weight.items():
+        lookup[int(label)] = float(weight)
+    weights = lookup[labels]
+    if kwargs.get("sample_weight") is not None:
+        weights = weights * np.asarray(kwargs["sample_weight"], dtype=np.float32)
+    kwargs["sample_weight"] = weights
+    return kwargs

@@ -1,10 +1,16 @@
 """The MNIST distillation experiment, run by notebook 04 and by ``kdlib distill``.
 
 One pipeline, two front ends: :func:`run_experiment` loads MNIST (:func:`prepare_data`),
-trains a teacher (:func:`train_teacher`), then a small student twice
-(:func:`train_students`), once from scratch and once distilled from the teacher, from
-identical initial weights and with the same data order. It returns a
+trains a teacher (:func:`train_teacher`), then a small student three times per seed
+(:func:`train_students`) from identical initial weights and with the same data order: from
+the labels (scratch), from labels with label smoothing (smoothed, the control for plain
+regularisation) and distilled from the teacher. It returns a
 :class:`kdlib.report.ExperimentResult`; settings are in :mod:`kdlib.experiment_config`.
+
+The protocol: every model (the teacher too) keeps the weights of its best epoch on the
+validation split, by one rule (:func:`stopping_callback`); the test set is used once, after
+all training; the students are compared seed by seed (:func:`kdlib.stats.compare`: paired
+differences, 95 % CI, paired t-test, McNemar's test per seed and pooled).
 
 The students learn from cached soft targets: MNIST is not augmented here, so the teacher's
 logits are the same every epoch and are computed once (:mod:`kdlib.soft_targets`).
@@ -18,22 +24,31 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import keras
 import numpy as np
 
-from kdlib import data, validate
+from kdlib import data, io, stats, validate
 from kdlib.distiller import Distiller
-from kdlib.experiment_config import MIN_COMPRESSION, STUDENTS, TEACHERS, ExperimentConfig
+from kdlib.experiment_config import (
+    COMPARISONS,
+    MIN_COMPRESSION,
+    STOPPING_MONITOR,
+    STUDENT_ROLES,
+    STUDENTS,
+    TEACHERS,
+    ExperimentConfig,
+)
 from kdlib.report import (
     INFERENCE_BATCH_SIZE,
     Artifacts,
     ExperimentResult,
     device_description,
     predict_classes,
+    run_conditions,
     summarise,
 )
 from kdlib.soft_targets import cache_soft_targets
@@ -94,21 +109,25 @@ def build_teacher(name: str, seed: int = 0) -> keras.Model:
     return TEACHERS[name]()
 
 
-def twin_students(name: str, seed: int) -> tuple[keras.Model, keras.Model]:
-    """Two uncompiled copies of one student with identical initial weights.
+def twin_students(name: str, seed: int, copies: int = 2) -> tuple[keras.Model, ...]:
+    """``copies`` uncompiled copies of one student with identical initial weights.
 
-    The first is trained from scratch, the second distilled, so any difference between
-    them after training comes from the loss alone.
+    The experiment trains one from scratch, one with label smoothing and one by
+    distillation, so any difference between them after training comes from the loss alone.
     """
     validate.one_of(name, STUDENTS, "student")
+    copies = validate.positive_int(copies, "copies")
     keras.utils.set_random_seed(seed)
-    scratch = STUDENTS[name]()
-    distilled = keras.models.clone_model(scratch)
-    distilled.set_weights(scratch.get_weights())
-    return scratch, distilled
+    first = STUDENTS[name]()
+    twins = [first]
+    for _ in range(copies - 1):
+        twin = keras.models.clone_model(first)
+        twin.set_weights(first.get_weights())
+        twins.append(twin)
+    return tuple(twins)
 
 
-def check_compression(teacher: keras.Model, student: keras.Model) -> float:
+def compression_ratio(teacher: keras.Model, student: keras.Model) -> float:
     """Return teacher/student parameters; raise if the student is not >= 10x smaller."""
     ratio = teacher.count_params() / student.count_params()
     if ratio < MIN_COMPRESSION:
@@ -121,15 +140,62 @@ def check_compression(teacher: keras.Model, student: keras.Model) -> float:
 
 
 # ------------------------------------------------------------------------------ training
+def stopping_callback(patience: int) -> keras.callbacks.EarlyStopping:
+    """The stopping rule every model of the experiment follows.
+
+    Training stops after ``patience`` epochs without a higher validation accuracy, and the
+    weights of the best epoch (the earliest, on ties) are restored, so each model is judged
+    at its own best epoch, chosen on the validation split and never on the test set.
+    """
+    return keras.callbacks.EarlyStopping(
+        monitor=STOPPING_MONITOR, mode="max", patience=patience, restore_best_weights=True
+    )
+
+
+def best_epoch(history: dict[str, list[float]]) -> int:
+    """The epoch (1-based) whose weights :func:`stopping_callback` keeps: the first one with
+    the highest validation accuracy in ``history`` (a Keras ``History.history``)."""
+    return int(np.argmax(history[STOPPING_MONITOR])) + 1
+
+
+def _keras_verbose(config: ExperimentConfig) -> int | str:
+    return 0 if config.verbose == "summary" else config.verbose
+
+
+def _summary_line(
+    config: ExperimentConfig,
+    name: str,
+    seed: int,
+    history: dict[str, list[float]],
+    seconds: float,
+    budget: int,
+) -> None:
+    """Print one line per trained model (unless ``verbose`` is 0)."""
+    if config.verbose == 0:
+        return
+    chosen = best_epoch(history)
+    print(
+        f"seed {seed}  {name:<9}  kept epoch {chosen:>2} of {len(history['loss']):>2} run "
+        f"(budget {budget}), validation accuracy "
+        f"{100 * history[STOPPING_MONITOR][chosen - 1]:.2f} %, {seconds:.0f} s",
+        flush=True,
+    )
+
+
 def train_teacher(
     config: ExperimentConfig, splits: Splits
 ) -> tuple[keras.Model, dict[str, list[float]]]:
-    """Train the teacher on the labels; return it and its ``History.history``."""
+    """Train the teacher on the labels; return it and its ``History.history``.
+
+    It follows the students' stopping rule (:func:`stopping_callback`): the model returned
+    has the weights of its best validation epoch (:func:`best_epoch` of the history).
+    """
     teacher = build_teacher(config.teacher, config.seed)
-    # The learning rate decays to 0 over the run (cosine), so the last epoch lands on a good
-    # point instead of wherever the constant-rate noise left it.
+    # The learning rate decays to 0 over the epoch budget (cosine), so the last epochs are
+    # not left wherever the constant-rate noise put them.
     steps = config.teacher_epochs * math.ceil(len(splits.x_train) / config.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps)
+    start = time.perf_counter()
     history = _fit_on_labels(
         teacher,
         keras.optimizers.Adam(schedule),
@@ -138,6 +204,8 @@ def train_teacher(
         config.teacher_epochs,
         config.seed,
     )
+    elapsed = time.perf_counter() - start
+    _summary_line(config, "teacher", config.seed, history, elapsed, config.teacher_epochs)
     return teacher, history
 
 
@@ -148,19 +216,34 @@ def _fit_on_labels(
     splits: Splits,
     epochs: int,
     seed: int,
+    label_smoothing: float | None = None,
 ) -> dict[str, list[float]]:
-    """Train ``model`` on the hard labels alone, the global seed reset to ``seed`` first
-    (a reproducible batch order); return ``History.history``."""
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    """Train ``model`` on the labels (cross-entropy) under the stopping rule, the global
+    seed reset to ``seed`` first (a reproducible batch order); return ``History.history``.
+
+    With ``label_smoothing`` (even 0.0) the labels are one-hot and smoothed by that amount;
+    the images and their order are the same as without.
+    """
+    y_train, y_val = splits.y_train, splits.y_val
+    if label_smoothing is None:
+        loss: keras.losses.Loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    else:
+        loss = keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=label_smoothing
+        )
+        classes = int(model.output.shape[-1])
+        y_train = np.eye(classes, dtype="float32")[y_train]
+        y_val = np.eye(classes, dtype="float32")[y_val]
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
     keras.utils.set_random_seed(seed)
     history = model.fit(
         splits.x_train,
-        splits.y_train,
+        y_train,
         batch_size=config.batch_size,
         epochs=epochs,
-        validation_data=(splits.x_val, splits.y_val),
-        verbose=config.verbose,
+        validation_data=(splits.x_val, y_val),
+        callbacks=[stopping_callback(config.patience)],
+        verbose=_keras_verbose(config),
     )
     return history.history
 
@@ -170,14 +253,38 @@ def _cached_targets(teacher: keras.Model, x: np.ndarray, y: np.ndarray) -> dict[
     return cache_soft_targets(teacher, x, y, batch_size=INFERENCE_BATCH_SIZE, verbose=0)
 
 
+def teacher_soft_targets(
+    teacher: keras.Model, splits: Splits
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Cached soft targets of the training and of the validation split, in that order.
+
+    Each is what :func:`kdlib.soft_targets.cache_soft_targets` returns (the teacher's
+    logits, computed once, with the labels): pass them to ``Distiller.fit`` as targets.
+    """
+    return (
+        _cached_targets(teacher, splits.x_train, splits.y_train),
+        _cached_targets(teacher, splits.x_val, splits.y_val),
+    )
+
+
 @dataclass
 class TrainedTwins:
-    """The two students of one seed after :func:`train_students`, and their histories."""
+    """The students of one seed after :func:`train_students`, and their histories.
+
+    ``scratch`` learned from the labels, ``distilled`` from the teacher and the labels,
+    ``smoothed`` (when trained) from labels with label smoothing.
+    """
 
     seed: int
     scratch: keras.Model
     distilled: keras.Model
     histories: dict[str, dict[str, list[float]]]
+    smoothed: keras.Model | None = None
+
+    def models(self) -> dict[str, keras.Model]:
+        """The trained students by name, in :data:`STUDENT_ROLES` order."""
+        found = {"scratch": self.scratch, "smoothed": self.smoothed, "distilled": self.distilled}
+        return {name: found[name] for name in STUDENT_ROLES if found[name] is not None}
 
 
 def train_students(
@@ -187,50 +294,65 @@ def train_students(
     seed: int,
     train_targets: dict[str, np.ndarray] | None = None,
     val_targets: dict[str, np.ndarray] | None = None,
+    smoothed: bool = True,
 ) -> TrainedTwins:
-    """Train one student from scratch and its twin by distillation, for the same epochs.
+    """Train one student from scratch, a twin with label smoothing (unless ``smoothed`` is
+    False) and a twin by distillation.
 
-    Both start from the same weights (:func:`twin_students`) and see the images in the same
-    order (the global seed is reset to ``seed`` before each ``fit``). ``train_targets`` and
-    ``val_targets`` are cached soft targets, computed here if not given.
+    All start from the same weights (:func:`twin_students`), see the images in the same
+    order (the global seed is reset to ``seed`` before each ``fit``) and follow the same
+    stopping rule (:func:`stopping_callback`, at most ``config.epochs`` epochs).
+    ``train_targets`` and ``val_targets`` are cached soft targets
+    (:func:`teacher_soft_targets`), computed here if not given.
     """
-    if train_targets is None:
-        train_targets = _cached_targets(teacher, splits.x_train, splits.y_train)
-    if val_targets is None:
-        val_targets = _cached_targets(teacher, splits.x_val, splits.y_val)
-    scratch, distilled = twin_students(config.student, seed)
-    check_compression(teacher, scratch)
+    if train_targets is None or val_targets is None:
+        train_targets, val_targets = teacher_soft_targets(teacher, splits)
+    scratch, smooth, distilled = twin_students(config.student, seed, copies=3)
+    compression_ratio(teacher, scratch)
+    histories: dict[str, dict[str, list[float]]] = {}
 
-    scratch_history = _fit_on_labels(
-        scratch,
-        keras.optimizers.Adam(config.learning_rate),
-        config,
-        splits,
-        config.epochs,
-        seed,
-    )
+    def timed(name: str, train: Callable[[], dict[str, list[float]]]) -> None:
+        start = time.perf_counter()
+        histories[name] = train()
+        elapsed = time.perf_counter() - start
+        _summary_line(config, name, seed, histories[name], elapsed, config.epochs)
+
+    def adam() -> keras.optimizers.Optimizer:
+        return keras.optimizers.Adam(config.learning_rate)
+
+    timed("scratch", lambda: _fit_on_labels(scratch, adam(), config, splits, config.epochs, seed))
+    if smoothed:
+        timed(
+            "smoothed",
+            lambda: _fit_on_labels(
+                smooth, adam(), config, splits, config.epochs, seed, config.label_smoothing
+            ),
+        )
 
     distiller = Distiller(teacher=teacher, student=distilled)
     distiller.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
-        metrics=["accuracy"],
-        alpha=config.alpha,
-        temperature=config.temperature,
+        optimizer=adam(), metrics=["accuracy"], alpha=config.alpha, temperature=config.temperature
     )
-    keras.utils.set_random_seed(seed)
-    distilled_history = distiller.fit(
-        splits.x_train,
-        train_targets,
-        batch_size=config.batch_size,
-        epochs=config.epochs,
-        validation_data=(splits.x_val, val_targets),
-        verbose=config.verbose,
-    )
+
+    def distill() -> dict[str, list[float]]:
+        keras.utils.set_random_seed(seed)
+        return distiller.fit(
+            splits.x_train,
+            train_targets,
+            batch_size=config.batch_size,
+            epochs=config.epochs,
+            validation_data=(splits.x_val, val_targets),
+            callbacks=[stopping_callback(config.patience)],
+            verbose=_keras_verbose(config),
+        ).history
+
+    timed("distilled", distill)
     return TrainedTwins(
         seed=seed,
         scratch=scratch,
         distilled=distilled,
-        histories={"scratch": scratch_history, "distilled": distilled_history.history},
+        smoothed=smooth if smoothed else None,
+        histories=histories,
     )
 
 
@@ -257,7 +379,7 @@ def run_experiment(
     save_student: str | os.PathLike[str] | None = None,
     data_path: str | os.PathLike[str] | None = None,
 ) -> ExperimentResult:
-    """Run the whole experiment: data, teacher, ``config.seeds`` pairs of students, report.
+    """Run the whole protocol: data, teacher, ``config.seeds`` sets of students, report.
 
     Parameters
     ----------
@@ -272,8 +394,9 @@ def run_experiment(
     Returns
     -------
     ExperimentResult
-        Teacher, scratch and distilled reports (students: mean ± std over seeds), the
-        histories of the first seed, and the trained models in ``artifacts``.
+        Teacher, scratch, smoothed and distilled reports (students: mean ± std over seeds,
+        kept epochs per seed), the paired comparisons, the histories of the first seed,
+        the run's conditions, and the trained models in ``artifacts``.
     """
     config = config or ExperimentConfig.default()
     if save_student is not None:
@@ -288,36 +411,68 @@ def _run_pipeline(
     data_path: str | os.PathLike[str] | None,
 ) -> ExperimentResult:
     start = time.perf_counter()
+    load_at_start = run_conditions().get("load_average_1min")
     splits = prepare_data(config, data_path)
     teacher, teacher_history = train_teacher(config, splits)
-    train_targets = _cached_targets(teacher, splits.x_train, splits.y_train)
-    val_targets = _cached_targets(teacher, splits.x_val, splits.y_val)
-    teacher_predictions = predict_classes(teacher, splits.x_test)
-
-    first: TrainedTwins | None = None
-    predictions: dict[str, list[np.ndarray]] = {"scratch": [], "distilled": []}
-    for seed in config.seed_list():
-        twins = train_students(config, splits, teacher, seed, train_targets, val_targets)
-        predictions["scratch"].append(predict_classes(twins.scratch, splits.x_test))
-        predictions["distilled"].append(predict_classes(twins.distilled, splits.x_test))
-        first = first or twins  # the first seed's models are kept for plots and saving
-    assert first is not None  # config.seeds >= 1
+    train_targets, val_targets = teacher_soft_targets(teacher, splits)
+    # Every model is trained, and its epoch chosen on validation, before the test set is
+    # touched: it is used once, below.
+    trained = [
+        train_students(config, splits, teacher, seed, train_targets, val_targets)
+        for seed in config.seed_list()
+    ]
+    first = trained[0]  # the first seed's models are kept for plots and saving
     if save_student is not None:
-        first.distilled.save(save_student)
+        with io.atomic_path(save_student) as temporary:  # never a half-written .keras
+            first.distilled.save(temporary)
 
-    def measure(name: str, model: keras.Model, per_seed: list[np.ndarray]) -> Any:
-        return summarise(name, model, per_seed, splits.y_test, teacher_predictions, splits.x_test)
+    teacher_predictions = predict_classes(teacher, splits.x_test)
+    predictions = {
+        name: [predict_classes(t.models()[name], splits.x_test) for t in trained]
+        for name in STUDENT_ROLES
+    }
+    correct = {name: [p == splits.y_test for p in predictions[name]] for name in STUDENT_ROLES}
+    comparisons = {
+        f"{b}_vs_{a}": stats.compare(a, correct[a], b, correct[b]) for a, b in COMPARISONS
+    }
+    conditions = run_conditions()
+    conditions["load_average_1min"] = {
+        "start": load_at_start,
+        "before_timing": conditions.get("load_average_1min"),
+    }
 
+    def measure(name: str, model: keras.Model, histories: list[dict[str, list[float]]]) -> Any:
+        per_seed = [teacher_predictions] if name == "teacher" else predictions[name]
+        return summarise(
+            name,
+            model,
+            per_seed,
+            splits.y_test,
+            teacher_predictions,
+            splits.x_test,
+            best_epochs=[best_epoch(h) for h in histories],
+            epochs_run=[len(h["loss"]) for h in histories],
+        )
+
+    reports = {"teacher": measure("teacher", teacher, [teacher_history])}
+    for name in STUDENT_ROLES:
+        reports[name] = measure(name, first.models()[name], [t.histories[name] for t in trained])
+    conditions["load_average_1min"]["end"] = run_conditions().get("load_average_1min")
     return ExperimentResult(
         config=config,
-        teacher=measure("teacher", teacher, [teacher_predictions]),
-        scratch=measure("scratch", first.scratch, predictions["scratch"]),
-        distilled=measure("distilled", first.distilled, predictions["distilled"]),
         num_test=len(splits.y_test),
         seconds=time.perf_counter() - start,
         device=device_description(),
         histories={"teacher": teacher_history, **first.histories},
         artifacts=Artifacts(
-            teacher=teacher, scratch=first.scratch, distilled=first.distilled, splits=splits
+            teacher=teacher,
+            scratch=first.scratch,
+            distilled=first.distilled,
+            splits=splits,
+            smoothed=first.smoothed,
+            predictions={"teacher": [teacher_predictions], **predictions},
         ),
+        comparisons=comparisons,
+        conditions=conditions,
+        **reports,
     )

@@ -23,7 +23,6 @@ import importlib.util
 import io
 import logging
 import os
-import secrets
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +33,7 @@ import numpy as np
 
 from kdlib import validate
 from kdlib.distiller import Distiller, check_logits_model
+from kdlib.io import atomic_path
 
 QUANTIZE_CHOICES = (None, "dynamic", "int8")
 SUFFIX = ".tflite"
@@ -114,24 +114,6 @@ def check_litert_available() -> None:
 
 
 # ---------------------------------------------------------------------------- writing
-@contextlib.contextmanager
-def _atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` that replaces ``path`` only if the block succeeds.
-
-    The file appears complete or not at all (``os.replace`` is atomic within one folder);
-    on any error the temporary file is removed and an existing ``path`` is left as it was.
-    """
-    # Not mkstemp: its files are private (0600); this one gets the umask's permissions.
-    tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp{SUFFIX}")
-    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-
-
 @contextlib.contextmanager
 def _quiet_native_output() -> Iterator[None]:
     """Hide the converter's and the interpreter's chatter ("Assets written to", "INFO: Created
@@ -240,7 +222,7 @@ def to_litert(
             inference_input_type=tf.int8,
             inference_output_type=tf.int8,
         )
-    with _atomic_path(target) as tmp, _quiet_native_output():
+    with atomic_path(target) as tmp, _quiet_native_output():
         model.export(str(tmp), format="litert", verbose=False, **options)
     return target
 

@@ -8,6 +8,7 @@ probabilities that carry the "dark knowledge".
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import keras
@@ -27,8 +28,18 @@ def _as_float(x: Any) -> Any:
     return x
 
 
+def _check_has_class_axis(x: Any, name: str) -> None:
+    if len(x.shape) == 0:
+        raise ValueError(
+            f"{name} is a scalar, but it needs one value per class along its last axis, "
+            "e.g. shape (num_classes,) or (batch, num_classes)."
+        )
+
+
 def _check_same_shape(a: Any, b: Any, a_name: str, b_name: str) -> None:
     """Raise ValueError if two static shapes differ (unknown dimensions match anything)."""
+    _check_has_class_axis(a, a_name)
+    _check_has_class_axis(b, b_name)
     sa, sb = tuple(a.shape), tuple(b.shape)
     same = len(sa) == len(sb) and all(x is None or y is None or x == y for x, y in zip(sa, sb))
     if not same:
@@ -57,8 +68,12 @@ def softmax_with_temperature(logits: Any, temperature: float = 1.0) -> Any:
     -------
     Tensor of probabilities, same shape as ``logits`` (float32 for half-precision input).
     """
-    t = validate.temperature(temperature)
+    t = validate.temperature(temperature, distillation=False)
     z = _as_float(logits)
+    _check_has_class_axis(z, "logits")
+    if len(z.shape) > 2:  # TensorFlow's softmax kernel takes at most 5 dimensions
+        flat = ops.softmax(ops.reshape(z, (-1, z.shape[-1])) / t, axis=-1)
+        return ops.reshape(flat, ops.shape(z))
     return ops.softmax(z / t, axis=-1)
 
 
@@ -84,12 +99,13 @@ def kl_divergence(p: Any, q: Any) -> Any:
     _check_same_shape(p, q, "p", "q")
     if p.dtype != q.dtype:
         q = ops.cast(q, p.dtype)
-    positive = p > 0
-    # Replace the masked entries by 1 so that neither log(0) nor 0 * inf appears,
-    # in the value or in its gradient.
-    safe_p = ops.where(positive, p, ops.ones_like(p))
-    safe_q = ops.where(positive, q, ops.ones_like(q))
-    terms = ops.where(positive, p * (ops.log(safe_p) - ops.log(safe_q)), ops.zeros_like(p))
+    # Only exact zeros are dropped (NaN, or a negative "probability", must show in the
+    # result). They are replaced by 1 so that neither log(0) nor 0 * inf appears, in the
+    # value or in its gradient.
+    zero = p == 0
+    safe_p = ops.where(zero, ops.ones_like(p), p)
+    safe_q = ops.where(zero, ops.ones_like(q), q)
+    terms = ops.where(zero, ops.zeros_like(p), p * (ops.log(safe_p) - ops.log(safe_q)))
     return ops.sum(terms, axis=-1)
 
 
@@ -99,9 +115,9 @@ def entropy(p: Any) -> Any:
     Terms with ``p_i = 0`` contribute 0 (the limit of ``p ln p``).
     """
     p = _as_float(p)
-    positive = p > 0
-    safe_p = ops.where(positive, p, ops.ones_like(p))
-    return -ops.sum(ops.where(positive, p * ops.log(safe_p), ops.zeros_like(p)), axis=-1)
+    zero = p == 0  # exact zeros only, so that NaN in gives NaN out
+    safe_p = ops.where(zero, ops.ones_like(p), p)
+    return -ops.sum(ops.where(zero, ops.zeros_like(p), p * ops.log(safe_p)), axis=-1)
 
 
 def cross_entropy(p: Any, q: Any) -> Any:
@@ -115,9 +131,9 @@ def cross_entropy(p: Any, q: Any) -> Any:
     _check_same_shape(p, q, "p", "q")
     if p.dtype != q.dtype:
         q = ops.cast(q, p.dtype)
-    positive = p > 0
-    safe_q = ops.where(positive, q, ops.ones_like(q))
-    return -ops.sum(ops.where(positive, p * ops.log(safe_q), ops.zeros_like(p)), axis=-1)
+    zero = p == 0  # exact zeros only, so that NaN in gives NaN out
+    safe_q = ops.where(zero, ops.ones_like(q), q)
+    return -ops.sum(ops.where(zero, ops.zeros_like(p), p * ops.log(safe_q)), axis=-1)
 
 
 def distillation_loss(teacher_logits: Any, student_logits: Any, temperature: float) -> Any:
@@ -125,16 +141,18 @@ def distillation_loss(teacher_logits: Any, student_logits: Any, temperature: flo
 
     .. math:: L = T^2 \, \mathrm{KL}\big(\mathrm{softmax}(t/T) \,\|\, \mathrm{softmax}(s/T)\big)
 
-    Computed from logits with log-softmax (no clipping, no epsilon) and in float32 even for
-    float16/bfloat16 inputs. Its gradient with respect to the student logits is
-    ``T * (softmax(s/T) - softmax(t/T))``: the ``T**2`` factor keeps the size of the soft
-    term's gradient comparable across temperatures.
+    Its gradient with respect to the student logits is ``T * (softmax(s/T) - softmax(t/T))``:
+    the ``T**2`` factor keeps the size of the soft term's gradient comparable across
+    temperatures. Computed from logits in float32 (also for float16/bfloat16 inputs), with
+    no clipping and no epsilon, and accurate to float32 precision for every accepted
+    temperature (0.01 to 10^6), see :func:`_t2_kl_from_logits`. A teacher logit of
+    ``-inf`` (a masked class, probability 0) is handled exactly.
 
     Parameters
     ----------
     teacher_logits, student_logits : array-like, shape (batch, num_classes)
     temperature : float
-        T > 0.
+        0.01 <= T <= 10^6.
 
     Returns
     -------
@@ -146,10 +164,74 @@ def distillation_loss(teacher_logits: Any, student_logits: Any, temperature: flo
     _check_same_shape(teacher_logits, student_logits, "teacher_logits", "student_logits")
     if student_logits.dtype != teacher_logits.dtype:
         student_logits = ops.cast(student_logits, teacher_logits.dtype)
-    log_p = ops.log_softmax(teacher_logits / t, axis=-1)
-    log_q = ops.log_softmax(student_logits / t, axis=-1)
-    kl = ops.sum(ops.exp(log_p) * (log_p - log_q), axis=-1)
-    return (t * t) * kl
+    return _t2_kl_from_logits(teacher_logits, student_logits, t)
+
+
+#: Below |c| = 0.5, p (e^-c - 1 + c) comes from its Taylor series (the direct formula loses
+#: digits to cancellation), up to c^17: the first omitted term is below 1e-20 of the sum, so
+#: float64 inputs keep float64 precision too.
+_SERIES_LIMIT = 0.5
+_SERIES_LAST = 17
+#: exp() arguments are capped here in the branch that is only used when KL < log 2, so the
+#: branch that ``where`` discards never holds inf (whose gradient would be NaN).
+_EXP_CAP = 20.0
+
+
+def _t2_kl_from_logits(t_logits: Any, s_logits: Any, temperature: float) -> Any:
+    r"""``T^2 KL(softmax(t/T) || softmax(s/T))`` without catastrophic cancellation.
+
+    With ``p = softmax(t/T)``, ``u = t - s`` and the centred ``c = (u - E_p[u]) / T``,
+
+    .. math:: \mathrm{KL} = \log \sum_j e^{r_j}, \quad
+              r_j = \frac{s_j}{T} - \mathrm{LSE}(t/T) + \frac{E_p[u]}{T}
+              = \log p_j - c_j \ (p_j > 0).
+
+    The textbook form ``E_p[t - s]/T - LSE(t/T) + LSE(s/T)`` subtracts numbers of size
+    ``log K`` to get a KL of size ``1/T^2``: in float32 that is 1 % off at T = 10^3 and
+    meaningless beyond. Here, when KL < log 2,
+
+    .. math:: T^2 \mathrm{KL} = T^2 \log(1 + S), \quad S = \sum_{p_j > 0} p_j
+              (e^{-c_j} - 1 + c_j) + \sum_{p_j = 0} e^{r_j},
+
+    a sum of non-negative terms (``sum p_j c_j = 0`` removes the first-order part), each
+    computed without cancellation (``T^2 (e^{-c} - 1 + c)`` by its series in ``v = cT``
+    for small ``c``). When KL >= log 2 the log-sum-exp of ``r`` is used directly: no
+    cancellation at that size. Masked classes (teacher logit ``-inf``, ``p_j = 0``) only add
+    the student's mass ``e^{r_j}``.
+    """
+    zero = ops.zeros_like(t_logits)
+    z_t = t_logits / temperature
+    log_p = ops.log_softmax(z_t, axis=-1)
+    p = ops.exp(log_p)
+    valid = p > 0
+    u = ops.where(valid, t_logits - s_logits, zero)  # no -inf - s for masked classes
+    mean_u = ops.sum(p * u, axis=-1, keepdims=True)
+    v = u - mean_u
+    c = v / temperature
+    # log p - c where p > 0 (most accurate); the same r for masked classes from s
+    lse_t = ops.logsumexp(z_t, axis=-1, keepdims=True)
+    r = ops.where(valid, log_p - c, s_logits / temperature - lse_t + mean_u / temperature)
+
+    # Small-KL branch: W = T^2 S, term by term.
+    small = valid & (ops.abs(c) < _SERIES_LIMIT)
+    c_s = ops.where(small, c, zero)
+    v_s = ops.where(small, v, zero)
+    # (e^-c - 1 + c) / c^2 = sum_{k>=2} (-c)^(k-2) / k!, by Horner's rule
+    series = 1.0 / math.factorial(_SERIES_LAST) + ops.zeros_like(c_s)
+    for k in range(_SERIES_LAST - 1, 1, -1):
+        series = 1.0 / math.factorial(k) - c_s * series
+    t2 = temperature * temperature
+    r_capped = ops.minimum(r, _EXP_CAP)
+    direct = t2 * (ops.exp(r_capped) - ops.where(valid, p * (1.0 - c), zero))
+    w = ops.sum(ops.where(small, p * v_s * v_s * series, direct), axis=-1)
+    x = (w / temperature) / temperature  # S; T^2 alone overflows float32 beyond T = 1.8e19
+    positive = x > 0  # x = 0 only when KL = 0, where W = 0 too
+    x_safe = ops.where(positive, x, ops.ones_like(x))
+    log1p_over_x = ops.where(positive, ops.log1p(x_safe) / x_safe, ops.ones_like(x))
+    small_kl = w * log1p_over_x
+
+    large_kl = t2 * ops.logsumexp(r, axis=-1)
+    return ops.where(x <= 1.0, small_kl, large_kl)
 
 
 @keras.saving.register_keras_serializable(package="kdlib")

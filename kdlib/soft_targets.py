@@ -40,7 +40,8 @@ import keras
 import numpy as np
 
 from kdlib import validate
-from kdlib.distiller import LABELS_KEY, TEACHER_LOGITS_KEY, check_logits_model
+from kdlib.distiller import LABELS_KEY, TEACHER_LOGITS_KEY
+from kdlib.model_checks import PROBABILITIES_MESSAGE, check_logits_model, looks_like_probabilities
 
 BYTES_PER_LOGIT = 4  # float32
 
@@ -91,15 +92,8 @@ def _check_logits(logits: np.ndarray, n: int, origin: str) -> np.ndarray:
             f"The teacher's logits are not finite for {bad} of {n} examples ({origin}); "
             "check the teacher and its inputs (e.g. unscaled images, a diverged model)."
         )
-    if n and logits.shape[1] > 1:
-        rows_sum_to_one = np.allclose(logits.sum(axis=1), 1.0, atol=1e-3)
-        if rows_sum_to_one and logits.min() >= 0.0 and logits.max() <= 1.0:
-            raise ValueError(
-                "The teacher's outputs are non-negative and every row sums to 1: they look "
-                "like probabilities (a softmax inside the model), but soft targets must be "
-                "logits. Remove the softmax from the teacher, e.g. Dense(10) instead of "
-                "Dense(10, activation='softmax')."
-            )
+    if looks_like_probabilities(logits):
+        raise ValueError(PROBABILITIES_MESSAGE)
     return logits
 
 
@@ -157,6 +151,11 @@ def cache_soft_targets(
             "labels of x, e.g. cache_soft_targets(teacher, x_train, y_train)."
         )
     n = _num_examples(x, "x")
+    if n == 0:
+        raise ValueError(
+            "x is empty (0 examples): there is nothing to cache. Pass the transfer set, "
+            "e.g. cache_soft_targets(teacher, x_train, y_train)."
+        )
     n_labels = _num_examples(y, "y")
     if n != n_labels:
         raise ValueError(
@@ -238,6 +237,12 @@ def cache_soft_targets_dataset(teacher: keras.Model, dataset: Any, verbose: int 
         )
 
     cardinality = int(dataset.cardinality())
+    if cardinality == int(tf.data.INFINITE_CARDINALITY):
+        raise ValueError(
+            "dataset is infinite (it was .repeat()ed without a count), so caching it would "
+            "fill the memory. Cache the finite dataset, then repeat the result: "
+            "cache_soft_targets_dataset(teacher, dataset).repeat()."
+        )
     progbar = keras.utils.Progbar(cardinality if cardinality > 0 else None, verbose=verbose)
     logits_list: list[np.ndarray] = []
     labels_list: list[np.ndarray] = []

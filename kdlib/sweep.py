@@ -41,8 +41,14 @@ FULL_GRID: dict[str, Any] = {
     "temperatures": (1.0, 2.0, 4.0, 8.0, 20.0),
     "alphas": (0.0, 0.1, 0.5, 0.9),
     "seeds": 3,
+    "epochs": 30,
 }
-FAST_GRID: dict[str, Any] = {"temperatures": (2.0, 8.0), "alphas": (0.1, 0.5), "seeds": 2}
+FAST_GRID: dict[str, Any] = {
+    "temperatures": (2.0, 8.0),
+    "alphas": (0.1, 0.5),
+    "seeds": 2,
+    "epochs": 3,
+}
 
 
 @dataclass(frozen=True)
@@ -82,11 +88,12 @@ class SweepConfig:
         hidden: Sequence[int] = (50,),
         **experiment_overrides: Any,
     ) -> SweepConfig:
-        """Full grid (5 T x 4 alpha x 3 seeds) or, with ``KDLIB_FAST=1``, 2 x 2 x 2; the
-        data and epochs of :meth:`kdlib.experiment.ExperimentConfig.default`."""
+        """Full grid (5 T x 4 alpha x 3 seeds, 30 epochs) or, with ``KDLIB_FAST=1``, 2 x 2 x 2
+        and 3 epochs; the data and teacher of :meth:`kdlib.experiment.ExperimentConfig.default`."""
         grid = kdconfig.pick(full=FULL_GRID, fast=FAST_GRID)
-        if experiment_overrides.get("seeds") is None:
-            experiment_overrides["seeds"] = grid["seeds"]
+        for name in ("seeds", "epochs"):  # 30 epochs (fast 3), not kdlib distill's budget
+            if experiment_overrides.get(name) is None:
+                experiment_overrides[name] = grid[name]
         return cls(
             temperatures=tuple(grid["temperatures"] if temperatures is None else temperatures),
             alphas=tuple(grid["alphas"] if alphas is None else alphas),

@@ -20,11 +20,20 @@ T = TypeVar("T")
 
 
 def _real(value: Any) -> float:
-    """``value`` as a float if it is a real number (not a bool, string or array), else nan."""
-    if isinstance(value, (bool, str, bytes)) or hasattr(value, "__len__"):
+    """``value`` as a float if it is a real number, else nan (so every range check fails).
+
+    Real numbers: Python ints and floats, NumPy scalars, and 0-d arrays or tensors of a
+    numeric dtype. Never strings, bools (also as NumPy or tensor values) or arrays.
+    """
+    if isinstance(value, (bool, np.bool_, str, bytes)):
+        return math.nan
+    dtype = str(getattr(value, "dtype", ""))
+    if any(kind in dtype for kind in ("bool", "str", "complex", "object")):
         return math.nan
     try:
-        return float(value)  # ints, floats, numpy scalars
+        if np.ndim(value) != 0:
+            return math.nan
+        return float(value)  # ints, floats, numpy scalars, 0-d arrays and tensors
     except (TypeError, ValueError):
         return math.nan
 
@@ -54,6 +63,24 @@ def non_negative_int(value: Any, name: str, example: int = 0) -> int:
     return int(value)
 
 
+#: The largest seed NumPy's and Keras' random generators take (2**32 - 1).
+MAX_SEED = 2**32 - 1
+
+
+def seed(value: Any, name: str = "seed", count: int = 1) -> int:
+    """``value`` as an int seed, such that ``value + count - 1`` is at most 2**32 - 1."""
+    number = non_negative_int(value, name)
+    if number + count - 1 > MAX_SEED:
+        also = (
+            f" (the {count} seeds run from {number} to {number + count - 1})" if count > 1 else ""
+        )
+        raise ValueError(
+            f"{name} must be at most {MAX_SEED - count + 1} so that every seed is at most "
+            f"{MAX_SEED} (2**32 - 1, NumPy's limit), got {value!r}{also}; e.g. {name}=0."
+        )
+    return number
+
+
 def positive_number(value: Any, name: str, example: str) -> float:
     """``value`` as a finite float > 0 (a learning rate, a scale)."""
     number = _real(value)
@@ -64,13 +91,30 @@ def positive_number(value: Any, name: str, example: str) -> float:
     return number
 
 
-def temperature(value: Any, name: str = "temperature") -> float:
-    """``value`` as a float T > 0 that divides the logits before the softmax."""
+#: The temperatures the distillation loss accepts: within them it is accurate to float32
+#: precision (tested against float64); beyond them logits / T leave float32's range.
+MIN_TEMPERATURE = 0.01
+MAX_TEMPERATURE = 1e6
+
+
+def temperature(value: Any, name: str = "temperature", *, distillation: bool = True) -> float:
+    """``value`` as a float T > 0 that divides the logits before the softmax.
+
+    With ``distillation=True`` (the default) T must also lie in [0.01, 1e6], where the
+    distillation loss is accurate; a plain softmax (``distillation=False``) is exact at any
+    finite T > 0.
+    """
     number = _real(value)
     if not (math.isfinite(number) and number > 0):
         raise ValueError(
-            f"{name} must be a finite number > 0, got {value!r}; typical values are 1 to 20 "
-            f"(e.g. {name}=3.0)."
+            f"{name} must be a finite real number > 0, got {value!r}; typical values are 1 "
+            f"to 20 (e.g. {name}=3.0)."
+        )
+    if distillation and not MIN_TEMPERATURE <= number <= MAX_TEMPERATURE:
+        raise ValueError(
+            f"{name} must be between {MIN_TEMPERATURE:g} and {MAX_TEMPERATURE:g}, got "
+            f"{value!r}: beyond that range logits / T leave float32 and the distillation loss "
+            f"is meaningless. Typical values are 1 to 20 (e.g. {name}=3.0)."
         )
     return number
 
@@ -91,6 +135,25 @@ def dropout(value: Any, name: str = "dropout") -> float:
     number = _real(value)
     if not 0.0 <= number < 1.0:
         raise ValueError(f"{name} must be in [0, 1), got {value!r}; e.g. {name}=0.2.")
+    return number
+
+
+def label_smoothing(value: Any, name: str = "label_smoothing") -> float:
+    """``value`` as a float in [0, 1): the share of the target spread over all classes."""
+    number = _real(value)
+    if not 0.0 <= number < 1.0:  # nan fails too
+        raise ValueError(
+            f"{name} must be a number in [0, 1), got {value!r}; e.g. {name}=0.1 (targets "
+            "0.91 on the labelled class and 0.01 on each other of 10 classes)."
+        )
+    return number
+
+
+def confidence(value: Any, name: str = "confidence") -> float:
+    """``value`` as a float in (0, 1): the level of a confidence interval."""
+    number = _real(value)
+    if not 0.0 < number < 1.0:
+        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}; e.g. {name}=0.95.")
     return number
 
 
@@ -173,14 +236,20 @@ def class_labels(labels: Sequence[Any] | None, num_classes: int, of: str) -> lis
 def output_path(path: str | os.PathLike[str], suffix: str | None, name: str) -> Path:
     """``path`` as a Path if a file can be written there, else raise ValueError.
 
-    Checked before any long work, so a typo does not cost a training run.
+    Checked before any long work, so a typo does not cost a training run. The folder is
+    probed by creating (and removing) a temporary file in it, as the atomic write will:
+    permission bits alone say yes for folders such as /proc. The suffix must match exactly
+    (Keras refuses ``.KERAS``).
     """
+    from kdlib import io  # the writer whose temporary file the probe creates
+
     target = Path(path)
     if target.is_dir():
         raise ValueError(f"{name} path {str(path)!r} is a folder; give a file name inside it.")
-    if suffix is not None and target.suffix.lower() != suffix:
+    if suffix is not None and target.suffix != suffix:
         raise ValueError(
-            f"{name} path {str(path)!r} must end in {suffix}; e.g. {target.stem or 'out'}{suffix}."
+            f"{name} path {str(path)!r} must end in {suffix} (lower case); "
+            f"e.g. {target.stem or 'out'}{suffix}."
         )
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
@@ -188,10 +257,31 @@ def output_path(path: str | os.PathLike[str], suffix: str | None, name: str) -> 
             f"{name} path {str(path)!r} cannot be written: the folder {str(parent)!r} does "
             "not exist; create it first or choose another path."
         )
-    writable = os.access(target, os.W_OK) if target.exists() else os.access(parent, os.W_OK)
-    if not writable:
+    if target.exists() and not os.access(target, os.W_OK):
         raise ValueError(
-            f"{name} path {str(path)!r} cannot be written (permission denied); choose a "
-            "path in a folder you can write to."
+            f"{name} path {str(path)!r} cannot be written (the file is read-only); choose "
+            "another path or make it writable."
         )
+    try:
+        io.probe_folder(target)
+    except OSError as err:
+        raise ValueError(
+            f"{name} path {str(path)!r} cannot be written ({err.strerror or err}); choose a "
+            "path in a folder you can write to."
+        ) from None
     return target
+
+
+def distinct_paths(paths: dict[str, str | os.PathLike[str] | None]) -> None:
+    """Raise if two of the named output paths (None: not used) are the same file."""
+    seen: dict[str, str] = {}
+    for name, path in paths.items():
+        if path is None:
+            continue
+        key = os.path.normcase(os.path.realpath(path))
+        if key in seen:
+            raise ValueError(
+                f"{seen[key]} and {name} name the same file ({str(path)!r}): one would "
+                "overwrite the other. Give each output its own path."
+            )
+        seen[key] = name

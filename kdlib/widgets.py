@@ -1,13 +1,20 @@
 r"""Interactive explorers (ipywidgets sliders) for the softmax with temperature and for KL.
 
 Each explorer is an ``ipywidgets.VBox``: display it as the last expression of a cell, in
-JupyterLab, Jupyter Notebook or Colab. The plot is a matplotlib figure rendered to PNG into an
-``ipywidgets.Image``, so it needs no interactive matplotlib backend and also runs headless
-(tests change ``slider.value`` and read ``probabilities`` or ``kl``).
+JupyterLab, Jupyter Notebook or Colab. The plot is a matplotlib figure rendered to PNG into
+an ``ipywidgets.Image``, so it needs no interactive matplotlib backend and also runs headless:
+setting ``slider.value`` from code does what dragging the slider does.
+
+The PNG is rendered at twice the pixels of the width it is shown at (``DISPLAY_WIDTH_PX``
+CSS pixels), so its text stays sharp on ordinary and high-density screens instead of being
+stretched. Displaying an explorer also puts a static ``image/png`` of its first state beside
+the live view: JupyterLab and Colab show the live widget, while GitHub, nbviewer and an
+untrusted notebook, which cannot run widgets, show that picture instead of a text repr.
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import io
 import math
@@ -21,7 +28,10 @@ from matplotlib.figure import Figure
 
 from kdlib import losses, plotting, validate
 
-_DPI = 80
+DISPLAY_WIDTH_PX = 640  # CSS pixels the plot is shown at (fits a JupyterLab or Colab cell)
+_PIXEL_DENSITY = 2  # PNG pixels per CSS pixel: sharp on high-density (2x) screens too
+_FIGSIZE = (6.4, 2.8)  # inches; at 100 CSS px per inch the fonts read as in inline plots
+_DPI = DISPLAY_WIDTH_PX * _PIXEL_DENSITY / _FIGSIZE[0]
 
 
 def _png(figure: Figure) -> bytes:
@@ -30,7 +40,34 @@ def _png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-class TemperatureExplorer(widgets.VBox):
+def _image() -> widgets.Image:
+    """An image widget shown at DISPLAY_WIDTH_PX (narrower cells scale it down, never up)."""
+    return widgets.Image(
+        format="png",
+        layout=widgets.Layout(width=f"{DISPLAY_WIDTH_PX}px", max_width="100%", height="auto"),
+    )
+
+
+class _StaticPicture:
+    """Mixin: display the live widget and, beside it, a static PNG of its state at that time.
+
+    A front end shows one representation of an output: JupyterLab and Colab pick the widget
+    view; GitHub and nbviewer, which have no widget manager, pick ``image/png``.
+    """
+
+    image: widgets.Image
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        parent = getattr(super(), "_repr_mimebundle_", None)  # ipywidgets 7 displays otherwise
+        bundle = parent(**kwargs) if parent is not None else None
+        if not bundle:  # a closed widget has nothing to show
+            return bundle
+        data = dict(bundle)
+        data["image/png"] = base64.b64encode(bytes(self.image.value)).decode("ascii")
+        return data, {"image/png": {"width": DISPLAY_WIDTH_PX}}
+
+
+class TemperatureExplorer(_StaticPicture, widgets.VBox):
     r"""A slider over T and a live bar chart of :math:`\mathrm{softmax}(z / T)`.
 
     Parameters
@@ -51,7 +88,7 @@ class TemperatureExplorer(widgets.VBox):
     probabilities : numpy.ndarray
         The distribution currently shown, from :func:`kdlib.losses.softmax_with_temperature`.
     figure : matplotlib.figure.Figure
-        The figure behind the image; ``figure.axes[0].patches`` are the bars.
+        The figure behind the image.
     image : ipywidgets.Image
         The rendered PNG.
     summary : ipywidgets.HTML
@@ -89,8 +126,8 @@ class TemperatureExplorer(widgets.VBox):
             layout=widgets.Layout(width="480px"),
         )
         self.summary = widgets.HTML()
-        self.image = widgets.Image(format="png")
-        self.figure = Figure(figsize=(6, 2.8), layout="constrained")
+        self.image = _image()
+        self.figure = Figure(figsize=_FIGSIZE, layout="constrained")
         ax = self.figure.subplots()
         plotting.bar_probabilities(np.zeros(z.size), self.labels, ax=ax)
         self.probabilities = np.zeros(z.size)
@@ -133,7 +170,7 @@ def temperature_explorer(
     return TemperatureExplorer(logits, labels=labels, temperature=temperature, **kwargs)
 
 
-class KLExplorer(widgets.VBox):
+class KLExplorer(_StaticPicture, widgets.VBox):
     r"""Sliders for two distributions p and q, with a bar chart and the KL values live.
 
     Each slider sets an unnormalised weight; p and q are the weights divided by their sum.
@@ -196,8 +233,8 @@ class KLExplorer(widgets.VBox):
         self.p_sliders = sliders(pw, "p")
         self.q_sliders = sliders(qw, "q")
         self.summary = widgets.HTML()
-        self.image = widgets.Image(format="png")
-        self.figure = Figure(figsize=(6, 2.8), layout="constrained")
+        self.image = _image()
+        self.figure = Figure(figsize=_FIGSIZE, layout="constrained")
         self.figure.subplots()
         self.p: np.ndarray | None = None
         self.q: np.ndarray | None = None

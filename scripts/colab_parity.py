@@ -415,7 +415,7 @@ def pytest_in(venv_python: Path, workdir: Path, args: list[str], what: str) -> N
 
 
 # ------------------------------------------------------------------ main
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:  # noqa: C901 - the steps of one run, in order
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--freeze", help="Colab's pip-freeze.txt (default ../shared/colab/)")
     parser.add_argument("--venv", default=str(ROOT / "build" / "colab-venv"))

@@ -10,7 +10,9 @@ One source of truth: ``pyproject.toml``, its ``[project.urls] Repository`` and i
    pip-installs the kdlib release these notebooks belong to (``git+<Repository>@v<version>``),
    imports it, checks ``kdlib.__version__``, turns on Colab's custom widget manager when the
    installed ipywidgets is 8 or later, and raises an error that says what to do if any of this
-   fails. Elsewhere it does nothing and prints nothing.
+   fails. Elsewhere it installs nothing and prints nothing. Everywhere it then starts Keras
+   through ``kdlib.runtime.start_quietly()``, so TensorFlow's C++ start-up lines (which
+   ``TF_CPP_MIN_LOG_LEVEL`` cannot silence) do not show as a stderr box.
 
 The script is idempotent: a notebook whose header is already right is not rewritten (its
 outputs and execution counts are kept). ``--check`` changes nothing and exits with 1 if a
@@ -112,8 +114,8 @@ def setup_source(repo_url: str, version: str | None = None, ref: str | None = No
     return f"""\
 # Colab set-up (written by scripts/sync_notebooks.py, the same in every notebook).
 # In Google Colab this installs kdlib {version}, the release these notebooks belong to, and
-# stops with an explanation if that fails. Elsewhere it does nothing: `make lab` has already
-# installed kdlib in .venv.
+# stops with an explanation if that fails. Elsewhere it installs nothing: `make lab` has
+# already installed kdlib in .venv.
 import sys
 
 KDLIB_VERSION = "{version}"
@@ -171,7 +173,11 @@ if IN_COLAB:
         from google.colab import output
 
         output.enable_custom_widget_manager()
-    print(f"kdlib {{kdlib.__version__}} is ready (ipywidgets {{ipywidgets.__version__}}).")"""
+    print(f"kdlib {{kdlib.__version__}} is ready (ipywidgets {{ipywidgets.__version__}}).")
+
+import kdlib.runtime
+
+kdlib.runtime.start_quietly()  # Keras without TensorFlow's C++ start-up lines (oneDNN, CUDA)"""
 
 
 def header_cells(

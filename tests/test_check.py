@@ -218,3 +218,9 @@ def test_output_is_deterministic(capsys):
 )
 def test_fmt(values, digits, text):
     assert fmt(values, digits) == text
+
+
+def test_fmt_from_kdlib_check_still_works_with_a_deprecation_warning():
+    with pytest.warns(DeprecationWarning, match="kdlib.formatting"):
+        old = check.fmt
+    assert old is fmt

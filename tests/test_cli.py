@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -27,6 +28,7 @@ def no_training(monkeypatch):
 def test_model_choices_match_the_experiment():
     assert set(cli.TEACHER_CHOICES) == set(ex.TEACHERS)
     assert set(cli.STUDENT_CHOICES) == set(ex.STUDENTS)
+    assert cli.DEFAULT_SEEDS == ex.ExperimentConfig().seeds  # --seed is checked with it
 
 
 @pytest.mark.parametrize(
@@ -44,6 +46,8 @@ def test_model_choices_match_the_experiment():
         (["--seeds", "two"], ["--seeds", "'two'"]),
         (["--seed", "-1"], ["--seed", "got -1"]),
         (["--batch-size", "0"], ["--batch-size", "got 0"]),
+        (["--label-smoothing", "1"], ["--label-smoothing", "got 1.0", "[0, 1)"]),
+        (["--patience", "0"], ["--patience", "got 0"]),
     ],
 )
 def test_invalid_flags_exit_nonzero_with_one_clear_line(argv, fragments, capsys, no_training):
@@ -92,6 +96,9 @@ def test_console_module_rejects_a_bad_flag_without_training():
 
 def fake_result(config):
     """A made-up result, so the command's output can be tested without training."""
+    import numpy as np
+
+    from kdlib import stats
     from kdlib.report import ExperimentResult, ModelReport
 
     def model(name, params, accuracies):
@@ -107,15 +114,27 @@ def fake_result(config):
             test_accuracies=tuple(accuracies),
         )
 
+    accuracies = {"scratch": [0.95, 0.96], "smoothed": [0.96, 0.96], "distilled": [0.97, 0.96]}
+    # Right on the first round(2000 * accuracy) images: the better model's right images
+    # include the worse one's.
+    correct = {
+        name: [np.arange(2000) < round(2000 * a) for a in values]
+        for name, values in accuracies.items()
+    }
     return ExperimentResult(
         config=config,
         teacher=model("teacher", 421_642, [0.99]),
-        scratch=model("scratch", 39_760, [0.95, 0.96]),
-        distilled=model("distilled", 39_760, [0.97, 0.96]),
+        scratch=model("scratch", 39_760, accuracies["scratch"]),
+        smoothed=model("smoothed", 39_760, accuracies["smoothed"]),
+        distilled=model("distilled", 39_760, accuracies["distilled"]),
         num_test=2000,
         seconds=12.5,
         device="CPU",
         histories={},
+        comparisons={
+            f"{b}_vs_{a}": stats.compare(a, correct[a], b, correct[b])
+            for a, b in (("scratch", "distilled"), ("smoothed", "distilled"))
+        },
     )
 
 
@@ -124,6 +143,7 @@ def test_flags_reach_the_experiment_and_every_output_is_written(tmp_path, monkey
 
     def run_experiment(config, *, save_student=None, data_path=None):
         calls.append((config, save_student, os.environ.get("KDLIB_FAST")))
+        Path(save_student).write_bytes(b"model")  # what run_experiment does with the path
         return fake_result(config)
 
     monkeypatch.setattr(ex, "run_experiment", run_experiment)
@@ -134,11 +154,14 @@ def test_flags_reach_the_experiment_and_every_output_is_written(tmp_path, monkey
     argv += ["--seed", "3", "--temperature", "5", "--alpha", "0.2", "--batch-size", "100"]
     argv += ["--teacher", "mlp", "--student", "cnn", "--json", str(out / "r.json")]
     argv += ["--plot", str(out / "c.png"), "--save-student", str(out / "s.keras")]
+    argv += ["--label-smoothing", "0.2", "--patience", "2"]
     assert cli.main(argv) == 0
 
     [(config, save_student, fast)] = calls
     assert fast == "1" and "KDLIB_FAST" not in os.environ  # --fast does not leak out
-    assert save_student == str(out / "s.keras")
+    # saved to a temporary file next to s.keras, renamed with the other outputs at the end
+    assert Path(save_student).parent == out and Path(save_student).suffix == ".keras"
+    assert (out / "s.keras").read_bytes() == b"model"
     assert (config.teacher, config.student, config.temperature, config.alpha) == (
         "mlp",
         "cnn",
@@ -147,10 +170,15 @@ def test_flags_reach_the_experiment_and_every_output_is_written(tmp_path, monkey
     )
     assert (config.epochs, config.teacher_epochs, config.seeds, config.seed) == (1, 2, 2, 3)
     assert config.batch_size == 100
+    assert (config.label_smoothing, config.patience) == (0.2, 2)
     assert (
         config.train_size == experiment_config.FAST_SETTINGS["train_size"]
     )  # fast sizes, flags on top
     printed = capsys.readouterr().out
     assert "distillation gain: +1.00 points" in printed
-    assert json.loads((out / "r.json").read_text()) == fake_result(config).to_json_dict()
+    assert "smoothed" in printed and "distilled - smoothed (distilled_vs_smoothed)" in printed
+    assert "McNemar pooled over seeds: 0/40" in printed  # seed 0: 40 images, seed 1: none
+    written = json.loads((out / "r.json").read_text())
+    assert len(written.pop("run_id")) == 32  # one id per run, also in the PNG's metadata
+    assert written == fake_result(config).to_json_dict()
     assert (out / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -76,6 +76,7 @@ class Colab:
         self.pip_returncode = 0
         self.pip_stderr = ""
         self.installed: str | None = None
+        self.quiet_starts = 0
         if in_colab:
             google = types.ModuleType("google")
             google.__path__ = []
@@ -117,7 +118,14 @@ class Colab:
     def kdlib(self, version: str) -> None:
         module = types.ModuleType("kdlib")
         module.__version__ = version
+        runtime = types.ModuleType("kdlib.runtime")  # the cell's last step: start Keras quietly
+        runtime.start_quietly = self._start_quietly
+        module.runtime = runtime
         self.monkeypatch.setitem(sys.modules, "kdlib", module)
+        self.monkeypatch.setitem(sys.modules, "kdlib.runtime", runtime)
+
+    def _start_quietly(self) -> None:
+        self.quiet_starts += 1
 
     def run_cell(self, source: str | None = None) -> None:
         source = sync.setup_source(URL, "9.8.7") if source is None else source
@@ -129,6 +137,7 @@ def test_outside_colab_the_cell_does_nothing_and_prints_nothing(monkeypatch, cap
     colab.run_cell(sync.setup_source(sync.repository_url()))
     assert colab.pip_calls == [] and colab.widget_manager_calls == 0
     assert capsys.readouterr() == ("", "")
+    assert colab.quiet_starts == 1  # Keras started without TensorFlow's C++ start-up lines
 
 
 def test_in_colab_the_cell_installs_the_pinned_release_and_checks_it(monkeypatch, capsys):

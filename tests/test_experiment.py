@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 from reference import write_learnable_mnist
 
+from kdlib import conclusions
 from kdlib import experiment as ex
 from kdlib.report import format_table
 
 TINY = {
-    "epochs": 2,
+    "epochs": 1,
     "teacher_epochs": 1,
     "batch_size": 50,
     "train_size": 400,
@@ -43,6 +44,9 @@ TINY = {
         ("seed", -1, "seed"),
         ("learning_rate", 0.0, "learning_rate"),
         ("verbose", 3, "verbose"),
+        ("patience", 0, "patience"),
+        ("label_smoothing", 1.0, "label_smoothing"),
+        ("label_smoothing", -0.1, "-0.1"),
     ],
 )
 def test_config_rejects_bad_values_naming_them(field, value, fragment):
@@ -59,8 +63,19 @@ def test_default_config_follows_fast_mode(monkeypatch):
     assert (fast.train_size, fast.val_size, fast.test_size) == (5000, 1000, 2000)
     assert (full.train_size, full.val_size, full.test_size) == (None, 5000, None)
     assert fast.epochs < full.epochs and fast.teacher_epochs < full.teacher_epochs
-    # Only sizes and epochs differ between the two modes.
-    same = {"teacher", "student", "temperature", "alpha", "batch_size", "seeds", "seed"}
+    assert full.seeds >= 5 and fast.seeds >= 2  # >= 2 seeds: a CI and a t-test exist
+    assert fast.patience == full.patience  # the stopping rule is the same in both modes
+    # Only sizes, epochs and the number of seeds differ between the two modes.
+    same = {
+        "teacher",
+        "student",
+        "temperature",
+        "alpha",
+        "label_smoothing",
+        "batch_size",
+        "patience",
+        "seed",
+    }
     assert {k: getattr(fast, k) for k in same} == {k: getattr(full, k) for k in same}
 
 
@@ -91,10 +106,12 @@ def test_parameter_counts_match_hand_computed_formulas():
             assert teacher / student >= 10
 
 
-def test_check_compression_rejects_a_student_that_is_too_large():
-    teacher = ex.STUDENTS["mlp"]()
+def test_compression_ratio_refuses_a_student_that_is_too_large():
+    assert ex.compression_ratio(ex.TEACHERS["cnn"](), ex.STUDENTS["mlp"]()) == pytest.approx(
+        421_642 / 39_760
+    )
     with pytest.raises(ValueError, match="10x fewer"):
-        ex.check_compression(teacher, ex.STUDENTS["mlp"]())
+        ex.compression_ratio(ex.STUDENTS["mlp"](), ex.STUDENTS["mlp"]())
 
 
 def test_twin_students_start_from_identical_weights_and_seeds_differ():
@@ -138,24 +155,52 @@ def tiny_splits(tmp_path_factory):
     return path, ex.prepare_data(ex.ExperimentConfig(**TINY), path)
 
 
-def test_with_alpha_one_the_distilled_student_equals_the_scratch_student(tiny_splits):
-    """alpha = 1 leaves only the hard-label loss, so distillation is plain training.
+def test_with_alpha_one_and_no_smoothing_all_three_students_are_equal(tiny_splits):
+    """alpha = 1 leaves only the hard-label loss, so distillation is plain training, and
+    label smoothing 0 is plain training too (through the one-hot path).
 
-    The two students then end with the same weights only if they started from the same
-    weights and saw the batches in the same order: this checks both promises.
+    The three students then end with the same weights only if they started from the same
+    weights, saw the batches in the same order and stopped at the same epoch: this checks
+    all three promises.
     """
     _, splits = tiny_splits
-    config = ex.ExperimentConfig(**{**TINY, "alpha": 1.0})
+    config = ex.ExperimentConfig(**{**TINY, "alpha": 1.0, "label_smoothing": 0.0})
     teacher = ex.build_teacher("cnn", seed=0)
     pair = ex.train_students(config, splits, teacher, seed=5)
-    for a, b in zip(pair.scratch.get_weights(), pair.distilled.get_weights(), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    for other in (pair.distilled, pair.smoothed):
+        for a, b in zip(pair.scratch.get_weights(), other.get_weights(), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     assert len(pair.histories["scratch"]["loss"]) == config.epochs
     np.testing.assert_allclose(
         pair.histories["scratch"]["loss"],
         pair.histories["distilled"]["student_loss"],
         rtol=1e-4,
     )
+    np.testing.assert_allclose(
+        pair.histories["scratch"]["loss"], pair.histories["smoothed"]["loss"], rtol=1e-4
+    )
+    # With soft targets (alpha < 1) or smoothed labels the students do end up different.
+    config = dataclasses.replace(config, alpha=0.1, label_smoothing=0.2)
+    pair = ex.train_students(config, splits, teacher, seed=5)
+    assert not np.allclose(pair.scratch.get_weights()[0], pair.distilled.get_weights()[0])
+    assert not np.allclose(pair.scratch.get_weights()[0], pair.smoothed.get_weights()[0])
+
+
+def test_each_student_keeps_its_best_validation_epoch(tiny_splits):
+    """The stopping rule: training ends ``patience`` epochs after the best validation
+    accuracy (or at the epoch budget), and the weights of the best epoch are restored."""
+    _, splits = tiny_splits
+    config = ex.ExperimentConfig(**{**TINY, "epochs": 8, "patience": 1, "alpha": 0.5})
+    teacher = ex.build_teacher("cnn", seed=0)
+    pair = ex.train_students(config, splits, teacher, seed=1)
+    for name, model in pair.models().items():
+        history = pair.histories[name]
+        val = history["val_accuracy"]
+        best = int(np.argmax(val)) + 1  # first epoch with the highest validation accuracy
+        assert ex.best_epoch(history) == best
+        assert len(val) == min(config.epochs, best + config.patience), (name, val)
+        predicted = np.argmax(model.predict(splits.x_val, verbose=0), axis=-1)
+        assert np.mean(predicted == splits.y_val) == pytest.approx(max(val), abs=1e-6), name
 
 
 @pytest.fixture(scope="module")
@@ -177,8 +222,10 @@ def test_report_numbers_agree_with_independent_evaluation(tiny_result):
     assert result.teacher.test_accuracy == pytest.approx(keras_accuracy, abs=1e-6)
     assert result.teacher.test_errors == round((1 - keras_accuracy) * 200)
     assert result.teacher.agreement == 1.0 and result.teacher.test_accuracy_std == 0.0
-    for report in (result.scratch, result.distilled):
+    for report in result.students():
         assert len(report.test_accuracies) == 2
+        assert len(report.best_epochs) == len(report.epochs_run) == 2
+        assert all(1 <= b <= r <= 2 for b, r in zip(report.best_epochs, report.epochs_run))
         assert report.test_accuracy == pytest.approx(np.mean(report.test_accuracies))
         assert report.test_accuracy_std == pytest.approx(np.std(report.test_accuracies, ddof=1))
         per_seed_errors = [round(200 * (1 - a)) for a in report.test_accuracies]
@@ -189,8 +236,8 @@ def test_report_numbers_agree_with_independent_evaluation(tiny_result):
     scratch = result.artifacts.scratch  # compiled by the pipeline, with "accuracy"
     _, scratch_accuracy = scratch.evaluate(splits.x_test, splits.y_test, verbose=0)
     assert result.scratch.test_accuracies[0] == pytest.approx(scratch_accuracy, abs=1e-6)
-    assert set(result.histories) == {"teacher", "scratch", "distilled"}
-    assert len(result.histories["distilled"]["val_accuracy"]) == 2
+    assert set(result.histories) == {"teacher", "scratch", "smoothed", "distilled"}
+    assert len(result.histories["distilled"]["val_accuracy"]) <= TINY["epochs"]
     assert result.gain == pytest.approx(
         statistics.mean(result.distilled.test_accuracies)
         - statistics.mean(result.scratch.test_accuracies)
@@ -199,16 +246,16 @@ def test_report_numbers_agree_with_independent_evaluation(tiny_result):
 
 def test_sizes_on_disk_count_weights_but_not_optimizer_state(tiny_result):
     result, _ = tiny_result
-    for report in (result.teacher, result.scratch, result.distilled):
+    for report in (result.teacher, *result.students()):
         weights_bytes = 4 * report.params  # float32
         # The file holds the weights plus a little metadata, never Adam's two extra copies.
         assert weights_bytes < report.size_bytes < 1.5 * weights_bytes + 64_000
     assert result.scratch.size_bytes == pytest.approx(result.distilled.size_bytes, rel=0.05)
 
 
-def test_json_dict_holds_the_reported_numbers_in_the_documented_schema(tiny_result):
+def test_json_dict_keeps_the_first_versions_fields_and_meanings(tiny_result):
     result, _ = tiny_result
-    report = json.loads(json.dumps(result.to_json_dict()))
+    report = json.loads(json.dumps(result.to_json_dict(), allow_nan=False))
 
     def entry(model, student):
         numbers = {"params": model.params, "test_accuracy": model.test_accuracy}
@@ -216,7 +263,7 @@ def test_json_dict_holds_the_reported_numbers_in_the_documented_schema(tiny_resu
             numbers["test_accuracy_std"] = model.test_accuracy_std
         return {**numbers, "test_errors": model.test_errors}
 
-    assert report == {
+    first_version = {
         "teacher": entry(result.teacher, student=False),
         "scratch": entry(result.scratch, student=True),
         "distilled": entry(result.distilled, student=True),
@@ -225,7 +272,89 @@ def test_json_dict_holds_the_reported_numbers_in_the_documented_schema(tiny_resu
         "seeds": 2,
         "seconds": result.seconds,
     }
+    for key, value in first_version.items():
+        if isinstance(value, dict):
+            assert {k: report[key][k] for k in value} == value, key
+        else:
+            assert report[key] == value, key
     assert type(report["seeds"]) is int and type(report["teacher"]["test_errors"]) is int
+
+
+def test_paired_statistics_match_an_independent_count(tiny_result):
+    result, _ = tiny_result
+    y = result.artifacts.splits.y_test
+    predictions = result.artifacts.predictions
+    assert [len(predictions[n]) for n in ("teacher", *ex.STUDENT_ROLES)] == [1, 2, 2, 2]
+    assert set(result.comparisons) == {
+        "distilled_vs_scratch",
+        "distilled_vs_smoothed",
+        "smoothed_vs_scratch",
+    }
+    for a, b in ex.COMPARISONS:
+        c = result.comparisons[f"{b}_vs_{a}"]
+        for seed, (pa, pb) in enumerate(zip(predictions[a], predictions[b])):
+            assert c.differences[seed] == pytest.approx(np.mean(pb == y) - np.mean(pa == y))
+            assert c.mcnemar[seed].only_a == np.sum((pa == y) & (pb != y))
+            assert c.mcnemar[seed].only_b == np.sum((pb == y) & (pa != y))
+        assert c.mean.mean == pytest.approx(np.mean(c.differences))
+        assert c.pooled.only_b == sum(m.only_b for m in c.mcnemar)
+    # The reports' per-seed accuracies are the same numbers.
+    gain = result.comparisons["distilled_vs_scratch"]
+    assert gain.differences == pytest.approx(
+        np.subtract(result.distilled.test_accuracies, result.scratch.test_accuracies)
+    )
+
+
+def test_json_dict_keeps_the_old_fields_and_adds_the_protocol(tiny_result):
+    result, _ = tiny_result
+    report = json.loads(json.dumps(result.to_json_dict(), allow_nan=False))
+    # The fields (and meanings) of the first version of the schema are all still there.
+    for key in ("teacher", "scratch", "distilled", "temperature", "alpha", "seeds", "seconds"):
+        assert key in report
+    assert {"params", "test_accuracy", "test_errors"} <= set(report["teacher"])
+    student_keys = {
+        "params",
+        "test_accuracy",
+        "test_accuracy_std",
+        "test_errors",
+        "test_accuracies",
+        "test_errors_per_seed",
+        "best_epochs",
+        "epochs_run",
+        "agreement",
+        "size_bytes",
+        "ms_per_1000",
+    }
+    for name in ("scratch", "smoothed", "distilled"):
+        assert set(report[name]) == student_keys
+        assert type(report[name]["test_accuracy_std"]) is float
+        assert report[name]["test_accuracy"] == pytest.approx(
+            np.mean(report[name]["test_accuracies"])
+        )
+        assert report[name]["test_errors_per_seed"] == [
+            round(200 * (1 - a)) for a in report[name]["test_accuracies"]
+        ]
+    for name in ("teacher", "scratch", "distilled"):
+        assert type(report[name]["params"]) is int
+        assert type(report[name]["test_errors"]) is int
+        assert type(report[name]["test_accuracy"]) is float
+    assert report["teacher"]["best_epoch"] == 1  # TINY trains the teacher for one epoch
+    assert type(report["temperature"]) is float and type(report["alpha"]) is float
+    assert type(report["seeds"]) is int and report["seeds"] == 2
+    assert report["seed_list"] == [7, 8] and report["test_images"] == 200
+    assert type(report["seconds"]) is float and report["seconds"] > 0
+    assert report["stopping"] == {
+        "monitor": "val_accuracy",
+        "patience": 5,
+        "max_epochs": TINY["epochs"],
+        "teacher_max_epochs": 1,
+        "restore_best_weights": True,
+    }
+    gain = report["comparisons"]["distilled_vs_scratch"]
+    assert gain["a"] == "scratch" and gain["b"] == "distilled"
+    assert len(gain["differences"]) == 2 and len(gain["mcnemar_per_seed"]) == 2
+    assert {"only_a", "only_b", "statistic", "p_value"} == set(gain["mcnemar_pooled"])
+    assert report["conditions"]["cpu_count"] >= 1
 
 
 def test_table_has_one_row_per_model_with_its_numbers(tiny_result):
@@ -236,6 +365,16 @@ def test_table_has_one_row_per_model_with_its_numbers(tiny_result):
         assert f"{model.params:,}" in row and f"{100 * model.test_accuracy:.2f}" in row
     assert f"± {100 * result.scratch.test_accuracy_std:.2f}" in rows["scratch"]
     assert f"{100 * result.gain:+.2f} points" in format_table(result)
+    assert "smoothed" in rows
+    gain = result.comparisons["distilled_vs_scratch"]
+    # A CI only where the per-seed differences vary (the tiny students may all tie).
+    assert ("95 % CI" in format_table(result)) == (gain.mean.high > gain.mean.low)
+    statistics_text = conclusions.format_statistics(result)
+    for name in ("distilled_vs_scratch", "smoothed_vs_scratch", "McNemar pooled"):
+        assert name in statistics_text
+    assert statistics_text.count("t(1)") + statistics_text.count("no CI, no t-test") == 3
+    summary = conclusions.summary_markdown(result)
+    assert f"{100 * result.distilled.test_accuracy:.2f}" in summary and "Verdict" in summary
 
 
 def test_first_seeds_students_differ_and_the_distilled_one_is_saved(tiny_result):

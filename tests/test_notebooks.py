@@ -1,7 +1,6 @@
 """The committed notebooks: names, the synced Colab header, structure, checked cells, outputs.
 
-Also unit tests of ``scripts/sync_notebooks.py`` (the one source of the header) and of the
-log filter in ``scripts/run_notebooks.py``.
+Also unit tests of ``scripts/sync_notebooks.py`` (the one source of the header).
 """
 
 from __future__ import annotations
@@ -225,29 +224,6 @@ def test_missing_repository_url_is_explained(tmp_path):
     pyproject.write_text('[project]\nname = "x"\n')
     with pytest.raises(SystemExit, match=r"no \[project.urls\] Repository"):
         sync.repository_url(pyproject)
-
-
-# -------------------------------------------------------------- the runner's log filter
-def test_runner_strips_only_tensorflow_start_up_logs():
-    nb = nbformat.v4.new_notebook()
-    tf_logs = (
-        "WARNING: All log messages before absl::InitializeLog() is called are written to "
-        "STDERR\n"
-        "I0000 00:00:1795925031.683873    6821 port.cc:153] oneDNN custom operations are on.\n"
-        "I0000 00:00:1795925031.684865    6821 cudart_stub.cc:31] Could not find cuda drivers\n"
-    )
-    cell = nbformat.v4.new_code_cell("import keras")
-    cell.outputs = [
-        nbformat.v4.new_output("stream", name="stderr", text=tf_logs),
-        nbformat.v4.new_output("stream", name="stderr", text=tf_logs + "UserWarning: real\n"),
-        nbformat.v4.new_output("stream", name="stdout", text="I0000 stays in stdout\n"),
-    ]
-    nb.cells = [cell]
-    assert runner.strip_tf_logs(nb) == 6
-    assert [o.text for o in nb.cells[0].outputs] == [
-        "UserWarning: real\n",
-        "I0000 stays in stdout\n",
-    ]
 
 
 def test_sync_gives_older_notebooks_cell_ids(tmp_path):

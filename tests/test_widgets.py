@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import math
+import struct
 from unittest import mock
 
 import ipywidgets
@@ -31,7 +33,8 @@ def displayed(widget) -> dict:
             widget._ipython_display_()
         assert len(published) == 1
         return published[0]
-    return widget._repr_mimebundle_()
+    bundle = widget._repr_mimebundle_()
+    return bundle[0] if isinstance(bundle, tuple) else bundle  # (data, metadata) or data
 
 
 LOGITS = [-2.1, 3.0, 1.5, 0.2, -1.0, -0.6, -3.0, 9.0, -0.4, 4.1]
@@ -45,6 +48,43 @@ def test_temperature_explorer_is_a_widget_that_renders():
     bundle = displayed(explorer)
     assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == explorer.model_id
     assert bundle["text/plain"].startswith("TemperatureExplorer(")
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    """Width and height from the PNG header (IHDR chunk), as the PNG spec lays it out."""
+    assert png.startswith(PNG) and png[12:16] == b"IHDR"
+    return struct.unpack(">II", png[16:24])
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: widgets.TemperatureExplorer(LOGITS), lambda: widgets.KLExplorer()]
+)
+def test_explorer_png_has_twice_the_pixels_of_its_display_width(make):
+    explorer = make()
+    width, height = png_size(bytes(explorer.image.value))
+    assert explorer.image.layout.width == "640px"  # shown at 640 CSS px, never stretched
+    assert explorer.image.layout.max_width == "100%"
+    assert width == 2 * 640
+    assert height == round(width * 2.8 / 6.4)  # the figure's aspect ratio
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: widgets.TemperatureExplorer(LOGITS), lambda: widgets.KLExplorer()]
+)
+def test_display_carries_a_static_picture_of_the_state_beside_the_live_view(make):
+    explorer = make()
+    if not hasattr(ipywidgets.Widget, "_repr_mimebundle_"):
+        pytest.skip("ipywidgets 7 publishes its display itself; the static picture needs 8")
+    data, metadata = explorer._repr_mimebundle_()
+    assert data["application/vnd.jupyter.widget-view+json"]["model_id"] == explorer.model_id
+    assert base64.b64decode(data["image/png"]) == bytes(explorer.image.value)
+    assert metadata == {"image/png": {"width": 640}}
+    slider = explorer.slider if hasattr(explorer, "slider") else explorer.p_sliders[0]
+    slider.value = slider.max  # the picture follows the state at the time of display
+    data, _ = explorer._repr_mimebundle_()
+    assert base64.b64decode(data["image/png"]) == bytes(explorer.image.value)
+    explorer.close()
+    assert not explorer._repr_mimebundle_  # closed: nothing to display, as in ipywidgets
 
 
 @pytest.mark.parametrize("temperature", [0.5, 1.0, 2.5, 10.0, 20.0])

@@ -1,0 +1,112 @@
+"""kdlib.io: a write either completes or leaves the previous file, never a temporary file,
+whatever interrupts it (an exception, Ctrl-C, a full disk)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import stat
+
+import pytest
+
+from kdlib import io
+
+
+def listing(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_write_json_and_text(tmp_path):
+    io.write_json(tmp_path / "a.json", {"x": 1})
+    assert json.loads((tmp_path / "a.json").read_text()) == {"x": 1}
+    io.write_text(tmp_path / "a.json", "new\n")
+    assert (tmp_path / "a.json").read_text() == "new\n"
+    assert listing(tmp_path) == ["a.json"]
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [RuntimeError("boom"), KeyboardInterrupt(), OSError(errno.ENOSPC, "No space left")],
+)
+def test_a_failed_write_keeps_the_previous_file(tmp_path, failure):
+    target = tmp_path / "model.keras"
+    target.write_bytes(b"previous")
+    with pytest.raises(type(failure)):
+        with io.atomic_path(target) as temporary:
+            assert temporary.parent == tmp_path and temporary.suffix == ".keras"
+            temporary.write_bytes(b"half")
+            raise failure
+    assert target.read_bytes() == b"previous"
+    assert listing(tmp_path) == ["model.keras"]
+
+
+def test_unserialisable_json_leaves_the_file_alone(tmp_path):
+    target = tmp_path / "r.json"
+    target.write_text("{}")
+    with pytest.raises(TypeError):
+        io.write_json(target, {"bad": object()})
+    assert target.read_text() == "{}" and listing(tmp_path) == ["r.json"]
+
+
+def test_output_set_publishes_all_or_nothing(tmp_path):
+    a, b = tmp_path / "a.json", tmp_path / "b.png"
+    a.write_text("old a")
+    b.write_text("old b")
+    with pytest.raises(KeyboardInterrupt):
+        with io.OutputSet() as outputs:
+            outputs.stage(a).write_text("new a")
+            outputs.stage(b).write_text("new b")
+            raise KeyboardInterrupt  # after both were written, before the renames
+    assert (a.read_text(), b.read_text()) == ("old a", "old b")
+    with io.OutputSet() as outputs:
+        outputs.stage(a).write_text("new a")
+        outputs.stage(b).write_text("new b")
+    assert (a.read_text(), b.read_text()) == ("new a", "new b")
+    assert listing(tmp_path) == ["a.json", "b.png"]
+
+
+def test_ctrl_c_during_the_renames_waits_until_they_are_done(tmp_path, monkeypatch):
+    outputs = io.OutputSet()
+    targets = [tmp_path / f"{i}.txt" for i in range(3)]
+    for target in targets:
+        outputs.stage(target).write_text("new")
+    real_replace = os.replace
+    calls = []
+
+    def replace_then_interrupt(src, dst):
+        real_replace(src, dst)
+        calls.append(dst)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C after the first rename
+
+    monkeypatch.setattr(os, "replace", replace_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        outputs.publish()
+    assert [t.read_text() for t in targets] == ["new"] * 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_same_target_twice_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="twice"):
+        with io.OutputSet() as outputs:
+            outputs.stage(tmp_path / "x.json")
+            outputs.stage(tmp_path / "." / "x.json")
+    assert listing(tmp_path) == []
+
+
+def test_new_files_get_the_usual_permissions(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        io.write_text(tmp_path / "r.json", "{}")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "r.json").stat().st_mode) == 0o644
+
+
+def test_probe_folder(tmp_path):
+    io.probe_folder(tmp_path / "x.json")
+    assert listing(tmp_path) == []
+    with pytest.raises(OSError):
+        io.probe_folder(tmp_path / "missing" / "x.json")
