@@ -146,8 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     import keras
 
     from kdlib import Distiller, experiment, models
+    from kdlib.io import write_json
     from kdlib.soft_targets import cache_soft_targets
-    from kdlib.sweep import load_average, write_json
+    from kdlib.sweep import load_average
 
     loads = {"start": load_average()}
     start = time.perf_counter()

@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             "load_average": {"before": load_before, "after": load_average()},
             "cpus": os.cpu_count(),
         }
-        from kdlib.sweep import write_json
+        from kdlib.io import write_json
 
         write_json(args.json, report)
         print(f"wrote {args.json}")

@@ -495,16 +495,20 @@ def _sweep(args: argparse.Namespace) -> int:
 
     print()
     print(sweep.format_summary(result))
+    from kdlib import io  # every file atomically: the old one or the complete new one
+
     if args.save_teacher is not None:
-        result.teacher_model.save(args.save_teacher)
+        with io.atomic_path(args.save_teacher) as tmp:
+            result.teacher_model.save(tmp)
         print(f"wrote {args.save_teacher}")
     if args.json is not None:
-        sweep.write_json(args.json, payload)
+        io.write_json(args.json, payload)
         print(f"wrote {args.json}")
     if args.plot is not None:
         from kdlib.sweep_plots import plot_sweep_heatmap
 
-        plot_sweep_heatmap(payload).savefig(args.plot, dpi=120, bbox_inches="tight")
+        with io.atomic_path(args.plot) as tmp:
+            plot_sweep_heatmap(payload).savefig(tmp, dpi=120, bbox_inches="tight", format="png")
         print(f"wrote {args.plot}")
     return 0
 

@@ -22,11 +22,9 @@ import dataclasses
 import json
 import os
 import statistics
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import keras
@@ -296,23 +294,6 @@ def format_summary(result: SweepResult) -> str:
         f"{result.load_average['start']} -> {result.load_average['end']}",
     ]
     return "\n".join(lines)
-
-
-def write_json(path: str | os.PathLike[str], payload: Any) -> None:
-    """Write ``payload`` as JSON atomically: a temporary file in the same folder, renamed.
-
-    A crash or a full disk leaves the old file (or none), never half a file.
-    """
-    target = Path(path)
-    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=2)
-            f.write("\n")
-        os.replace(temporary, target)
-    except BaseException:
-        os.unlink(temporary)
-        raise
 
 
 def load_json(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -97,20 +97,6 @@ def test_heatmap_shows_the_grid_means(result):
     assert f"{100 * table[1, 1]:.2f}" in texts and len(texts) == 4
 
 
-def test_write_json_is_atomic(tmp_path, monkeypatch):
-    path = tmp_path / "out.json"
-    sweep.write_json(path, {"a": 1})
-
-    def broken(*args, **kwargs):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(json, "dump", broken)
-    with pytest.raises(OSError, match="disk full"):
-        sweep.write_json(path, {"a": 2})
-    assert json.loads(path.read_text()) == {"a": 1}  # the old file, whole
-    assert os.listdir(tmp_path) == ["out.json"]  # no temporary left behind
-
-
 def test_config_refuses_bad_grids():
     with pytest.raises(ValueError, match="temperature"):
         sweep.SweepConfig(temperatures=(0.0,), alphas=(0.1,))
