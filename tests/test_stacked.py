@@ -1,0 +1,138 @@
+"""kdlib.stacked: the stacked students' loss against numpy, and the equivalence of training
+N students stacked with training each alone with kdlib.Distiller (same initial weights, same
+batches), for SGD and for Adam."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from reference import np_total_loss
+
+from kdlib import Distiller, models
+from kdlib.soft_targets import LABELS_KEY, TEACHER_LOGITS_KEY
+from kdlib.stacked import StackedStudents
+
+HIDDEN = (12, 8)
+# (temperature, alpha): pure distillation, a mix, mostly labels, and labels only (scratch).
+SETTINGS = [(1.0, 0.0), (4.0, 0.5), (20.0, 0.9), (2.0, 1.0)]
+IMAGE = (6, 6)
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(96, *IMAGE)).astype("float32")
+    y = rng.integers(0, 10, 96).astype("int32")
+    logits = (3.0 * rng.normal(size=(96, 10))).astype("float32")
+    return x, {LABELS_KEY: y, TEACHER_LOGITS_KEY: logits}
+
+
+def student(seed: int) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    return models.mlp(hidden=HIDDEN, input_shape=IMAGE, name=f"student_{seed}")
+
+
+def stack_of(students: list[keras.Model]) -> StackedStudents:
+    stack = StackedStudents(
+        temperatures=[t for t, _ in SETTINGS],
+        alphas=[a for _, a in SETTINGS],
+        hidden=HIDDEN,
+        input_shape=IMAGE,
+    )
+    for i, model in enumerate(students):
+        stack.set_student_weights(i, model.get_weights())
+    return stack
+
+
+def test_forward_and_loss_match_each_student_and_numpy(data):
+    x, targets = data
+    students = [student(i) for i in range(len(SETTINGS))]
+    stack = stack_of(students)
+    logits = keras.ops.convert_to_numpy(stack(x))
+    assert logits.shape == (len(x), len(SETTINGS), 10)
+    for i, model in enumerate(students):
+        np.testing.assert_allclose(logits[:, i], model.predict(x, verbose=0), atol=1e-5)
+    losses = keras.ops.convert_to_numpy(
+        stack.student_losses(targets[LABELS_KEY], targets[TEACHER_LOGITS_KEY], logits)
+    )
+    expected = [
+        np_total_loss(targets[LABELS_KEY], targets[TEACHER_LOGITS_KEY], logits[:, i], a, t)
+        for i, (t, a) in enumerate(SETTINGS)
+    ]
+    np.testing.assert_allclose(losses, expected, rtol=1e-5)
+    total = stack.compute_loss(x, targets, logits)
+    np.testing.assert_allclose(float(total), sum(expected), rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "make_optimizer",
+    [lambda: keras.optimizers.SGD(0.5), lambda: keras.optimizers.Adam(0.01)],
+    ids=["sgd", "adam"],
+)
+def test_stacked_training_equals_separate_distillers(data, make_optimizer):
+    x, targets = data
+    rng = np.random.default_rng(1)
+    # Two epochs, each in a fixed random order given to both ways of training: same batches.
+    orders = [rng.permutation(len(x)) for _ in range(2)]
+
+    def epochs(fit):
+        for order in orders:
+            batch = {k: v[order] for k, v in targets.items()}
+            fit(x[order], batch, batch_size=16, epochs=1, shuffle=False, verbose=0)
+
+    separate = []
+    for i, (temperature, alpha) in enumerate(SETTINGS):
+        teacher = models.mlp(hidden=(4,), input_shape=IMAGE, name="teacher")  # never runs
+        distiller = Distiller(teacher=teacher, student=student(i))
+        distiller.compile(optimizer=make_optimizer(), alpha=alpha, temperature=temperature)
+        epochs(distiller.fit)
+        separate.append(distiller.student.get_weights())
+
+    stack = stack_of([student(i) for i in range(len(SETTINGS))])
+    before = [stack.get_student_weights(i) for i in range(len(SETTINGS))]
+    stack.compile(optimizer=make_optimizer())
+    epochs(stack.fit)
+    for i, alone in enumerate(separate):
+        stacked = stack.get_student_weights(i)
+        moved = max(np.abs(a - b).max() for a, b in zip(alone, before[i]))
+        assert moved > 1e-2, "training barely moved the weights; the test would prove nothing"
+        for got, want in zip(stacked, alone):
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_extract_student_is_a_plain_keras_model(data):
+    x, _ = data
+    stack = StackedStudents(
+        temperatures=[2, 3], alphas=[0.1, 0.2], hidden=HIDDEN, input_shape=IMAGE
+    )
+    model = stack.extract_student(1)
+    assert isinstance(model, keras.Model) and model.count_params() == stack.count_params() // 2
+    expected = keras.ops.convert_to_numpy(stack(x))[:, 1]
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, atol=1e-5)
+
+
+def test_each_student_starts_like_a_dense_layer():
+    # Glorot uniform over one student's fan-in and fan-out, not over the stacked shape.
+    stack = StackedStudents(temperatures=[1] * 50, alphas=[0] * 50, hidden=(30,))
+    kernel = keras.ops.convert_to_numpy(stack.hidden_layers[0].kernel)
+    assert kernel.shape == (784, 50, 30)
+    limit = np.sqrt(6 / (784 + 30))
+    assert kernel.max() <= limit and kernel.min() >= -limit
+    np.testing.assert_allclose(kernel.std(), limit / np.sqrt(3), rtol=0.01)
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="one temperature and one alpha per student"):
+        StackedStudents(temperatures=[1, 2], alphas=[0.1])
+    with pytest.raises(ValueError, match="temperature"):
+        StackedStudents(temperatures=[0], alphas=[0.1])
+    with pytest.raises(ValueError, match="alpha"):
+        StackedStudents(temperatures=[2], alphas=[1.5])
+    stack = StackedStudents(temperatures=[2], alphas=[0.5], hidden=(4,))
+    with pytest.raises(IndexError, match="0..0"):
+        stack.get_student_weights(1)
+    with pytest.raises(ValueError, match="hidden"):
+        stack.set_student_weights(0, models.mlp(hidden=(5,)).get_weights())
+    with pytest.raises(ValueError, match="cached soft targets"):
+        stack.compute_loss(np.zeros((2, 28, 28)), np.zeros(2), np.zeros((2, 1, 10)))
