@@ -39,6 +39,9 @@ __version__ = "0.1.0"
 _SUBMODULES = (
     "check",
     "cli",
+    "cli_args",
+    "cli_distill",
+    "cli_sweep",
     "conclusions",
     "config",
     "dark_knowledge",
@@ -52,6 +55,7 @@ _SUBMODULES = (
     "grading",
     "io",
     "losses",
+    "measurements",
     "model_checks",
     "models",
     "plotting",
@@ -62,6 +66,7 @@ _SUBMODULES = (
     "sweep_explorer",
     "sweep_plots",
     "stats",
+    "training",
     "validate",
     "widgets",
 )
