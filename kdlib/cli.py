@@ -25,25 +25,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from kdlib.cli_args import STUDENT_CHOICES, TEACHER_CHOICES, _OneLineParser
-from kdlib.cli_distill import (
-    CALIBRATION_IMAGES,
-    DEFAULT_SEEDS,
-    LITERT_QUANTIZE,
-    _distill,
-    add_distill_parser,
-)
+# The commands' constants stay importable from here (tests and docs use kdlib.cli.*).
+from kdlib.cli_args import STUDENT_CHOICES as STUDENT_CHOICES
+from kdlib.cli_args import TEACHER_CHOICES as TEACHER_CHOICES
+from kdlib.cli_args import _OneLineParser
+from kdlib.cli_distill import CALIBRATION_IMAGES as CALIBRATION_IMAGES
+from kdlib.cli_distill import DEFAULT_SEEDS as DEFAULT_SEEDS
+from kdlib.cli_distill import LITERT_QUANTIZE as LITERT_QUANTIZE
+from kdlib.cli_distill import _distill, add_distill_parser
+from kdlib.cli_distill import _export_litert as _export_litert
 from kdlib.cli_sweep import _sweep, add_sweep_parser
-
-__all__ = [
-    "CALIBRATION_IMAGES",
-    "DEFAULT_SEEDS",
-    "LITERT_QUANTIZE",
-    "STUDENT_CHOICES",
-    "TEACHER_CHOICES",
-    "build_parser",
-    "main",
-]
 
 
 def build_parser() -> argparse.ArgumentParser:
