@@ -89,6 +89,8 @@ KERAS_CLASSES = {
     "kdlib>Distiller": "kdlib.distiller",
     "kdlib>FunctionLoss": "kdlib.distiller",
     "kdlib>DistillationLoss": "kdlib.losses",
+    "kdlib>StackedDense": "kdlib.stacked",
+    "kdlib>StackedStudents": "kdlib.stacked",
 }
 
 
