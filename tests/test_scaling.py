@@ -28,6 +28,10 @@ MODES = ["online", "cached"]
 # float16 (11 bits) is closer still. 2e-3 leaves room for other models and CPUs; the
 # precision of the loss itself is checked exactly by the float64 test below.
 HALF_LOSS_RTOL = 2e-3
+# Once an epoch has been trained in half precision the weights differ by rounding too
+# (HALF_WEIGHT_ATOL), so later losses may differ by a few bfloat16 units: on JAX the cached
+# mode's loss after the online epoch moved by 2.9e-3.
+HALF_TRAINED_LOSS_RTOL = 5e-3
 # After each epoch (3 SGD steps of 0.1) the weights differ from float32 by rounding only.
 HALF_WEIGHT_ATOL = 5e-3
 
@@ -176,11 +180,14 @@ def test_mixed_precision_trains_like_float32(policy, toy_data, build):
     assert keras.mixed_precision.global_policy().name == previous.name
     # half precision really computed the hidden layers: the logits moved, a little
     assert 1e-5 < np.max(np.abs(logits_half - reference["logits"])) < 0.05
-    for mode in MODES:
+    for i, mode in enumerate(MODES):
         loss, (history, weights) = runs[mode]
         ref_loss, (ref_history, ref_weights) = reference[mode]
-        np.testing.assert_allclose(loss, ref_loss, rtol=HALF_LOSS_RTOL, err_msg=mode)
-        np.testing.assert_allclose(history["loss"], ref_history["loss"], rtol=HALF_LOSS_RTOL)
+        rtol = HALF_LOSS_RTOL if i == 0 else HALF_TRAINED_LOSS_RTOL  # before / after training
+        np.testing.assert_allclose(loss, ref_loss, rtol=rtol, err_msg=mode)
+        np.testing.assert_allclose(
+            history["loss"], ref_history["loss"], rtol=HALF_TRAINED_LOSS_RTOL, err_msg=mode
+        )
         assert all(w.dtype == np.float32 for w in weights)  # the variables stay float32
         for got, want in zip(weights, ref_weights):
             np.testing.assert_allclose(got, want, atol=HALF_WEIGHT_ATOL, err_msg=mode)
