@@ -43,6 +43,15 @@ from kdlib.grading import (
     seeded_rng,
 )
 
+__all__ = [
+    "softmax",
+    "log_softmax",
+    "kl_divergence",
+    "cross_entropy",
+    "distillation_loss",
+    "distillation_gradient",
+]
+
 # ------------------------------------------------------------------------------ exercises
 _STABLE = (
     "exp overflows for large inputs (exp(1000) = inf, inf / inf = nan) and underflows to 0 "
@@ -318,7 +327,7 @@ def distillation_gradient(student_fn: Callable[..., Any]) -> bool:
 
 
 def __getattr__(name: str) -> Any:
-    if name == "fmt":  # deprecated in 0.1.0: fmt is printing, not grading
+    if name == "fmt":  # deprecated in 0.2.0: fmt is printing, not grading
         warnings.warn(
             "kdlib.check.fmt moved to kdlib.formatting.fmt; use "
             "`from kdlib.formatting import fmt`.",

@@ -16,6 +16,13 @@ from kdlib import stats
 if TYPE_CHECKING:
     from kdlib.report import ExperimentResult
 
+__all__ = [
+    "gain_sentence",
+    "format_statistics",
+    "verdict",
+    "summary_markdown",
+]
+
 
 def _points(fraction: float) -> str:
     return f"{100 * fraction:+.2f}"

@@ -10,6 +10,12 @@ from __future__ import annotations
 import os
 from typing import TypeVar
 
+__all__ = [
+    "FAST_ENV_VAR",
+    "fast_mode",
+    "pick",
+]
+
 T = TypeVar("T")
 
 FAST_ENV_VAR = "KDLIB_FAST"

@@ -13,6 +13,13 @@ from typing import Any
 
 import numpy as np
 
+__all__ = [
+    "without_class",
+    "only_classes",
+    "errors_with_bias",
+    "best_bias",
+]
+
 
 def without_class(x: np.ndarray, y: np.ndarray, cls: int) -> tuple[np.ndarray, np.ndarray]:
     """``(x, y)`` with every example of class ``cls`` removed (order kept)."""

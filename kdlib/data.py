@@ -31,6 +31,17 @@ import numpy as np
 
 from kdlib import io, validate
 
+__all__ = [
+    "ImagesLabels",
+    "FILENAME",
+    "DATA_DIR_ENV_VAR",
+    "keras_cache_path",
+    "candidate_paths",
+    "load_mnist",
+    "scale_images",
+    "balanced_subset",
+]
+
 #: Images and labels of one part of the data set, ``(x, y)``.
 ImagesLabels = tuple[np.ndarray, np.ndarray]
 

@@ -37,14 +37,14 @@ from kdlib.model_checks import (  # re-exported: kdlib.distiller.check_logits_mo
 )
 
 __all__ = [
-    "LABELS_KEY",
     "PROBABILITIES_MESSAGE",
-    "TEACHER_LOGITS_KEY",
-    "Distiller",
-    "FunctionLoss",
     "applies_softmax",
     "check_logits_model",
     "looks_like_probabilities",
+    "LABELS_KEY",
+    "TEACHER_LOGITS_KEY",
+    "FunctionLoss",
+    "Distiller",
 ]
 
 LABELS_KEY = "labels"

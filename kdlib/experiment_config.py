@@ -17,6 +17,15 @@ import keras
 from kdlib import config as kdconfig
 from kdlib import models, validate
 
+__all__ = [
+    "TEACHERS",
+    "STUDENTS",
+    "MIN_COMPRESSION",
+    "ExperimentConfig",
+    "FAST_SETTINGS",
+    "FULL_SETTINGS",
+]
+
 #: Teacher architectures, by the name ``--teacher`` takes.
 TEACHERS: dict[str, Callable[[], keras.Model]] = {
     # 421,642 parameters; reaches >= 99.0 % test accuracy in a few epochs.

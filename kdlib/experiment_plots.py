@@ -19,6 +19,13 @@ from matplotlib.axes import Axes
 from kdlib import losses, validate
 from kdlib.plotting import bar_probabilities
 
+__all__ = [
+    "plot_training_curves",
+    "plot_soft_targets",
+    "plot_digits",
+    "plot_comparison",
+]
+
 MODEL_COLORS = {"teacher": "C0", "scratch": "C1", "distilled": "C2", "smoothed": "C4"}
 
 

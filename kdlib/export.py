@@ -35,6 +35,14 @@ from kdlib import validate
 from kdlib.distiller import Distiller, check_logits_model
 from kdlib.io import atomic_path
 
+__all__ = [
+    "QUANTIZE_CHOICES",
+    "check_litert_available",
+    "to_litert",
+    "LiteRTModel",
+    "evaluate_litert",
+]
+
 QUANTIZE_CHOICES = (None, "dynamic", "int8")
 SUFFIX = ".tflite"
 #: Keras's LiteRT exporter passes converter settings through from this version on.

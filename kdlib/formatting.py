@@ -8,6 +8,10 @@ from typing import Any
 
 import numpy as np
 
+__all__ = [
+    "fmt",
+]
+
 
 def fmt(values: Any, digits: int = 4) -> str:
     """Numbers with a fixed number of decimals: ``fmt([0.28943, 0.31987])`` is

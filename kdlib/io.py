@@ -33,10 +33,9 @@ from typing import Any
 __all__ = [
     "OutputSet",
     "atomic_path",
-    "probe_folder",
     "write_bytes",
-    "write_json",
     "write_text",
+    "write_json",
 ]
 
 

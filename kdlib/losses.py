@@ -16,6 +16,15 @@ from keras import ops
 
 from kdlib import validate
 
+__all__ = [
+    "softmax_with_temperature",
+    "kl_divergence",
+    "entropy",
+    "cross_entropy",
+    "distillation_loss",
+    "DistillationLoss",
+]
+
 _HALF = ("float16", "bfloat16")
 
 

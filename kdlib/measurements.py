@@ -23,6 +23,17 @@ import numpy as np
 
 from kdlib import validate
 
+__all__ = [
+    "INFERENCE_BATCH_SIZE",
+    "predict_classes",
+    "saved_size_bytes",
+    "inference_ms_per_1000",
+    "median_ms",
+    "machine_state",
+    "device_description",
+    "run_conditions",
+]
+
 #: Batch size of every inference pass (soft targets, predictions, timing). One size for all,
 #: dividing every split evenly, so each model's predict function is traced once.
 INFERENCE_BATCH_SIZE = 1000

@@ -13,6 +13,11 @@ from keras import layers
 
 from kdlib import validate
 
+__all__ = [
+    "mlp",
+    "cnn",
+]
+
 
 def mlp(
     hidden: Sequence[int] = (800, 800),

@@ -17,6 +17,14 @@ from matplotlib.axes import Axes
 
 from kdlib import losses, validate
 
+__all__ = [
+    "bar_probabilities",
+    "plot_softmax_vs_temperature",
+    "plot_entropy_vs_temperature",
+    "plot_kl_asymmetry",
+    "plot_gradient_norm_vs_temperature",
+]
+
 
 def _grid(temperatures: Any, low: float, high: float) -> np.ndarray:
     """The temperatures given, or 200 values from ``low`` to ``high`` spaced geometrically."""

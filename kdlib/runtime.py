@@ -19,6 +19,10 @@ import sys
 import tempfile
 from collections.abc import Iterator
 
+__all__ = [
+    "start_quietly",
+]
+
 # abseil's log-line prefix (severity, date, time, thread, file:line), its note about
 # InitializeLog, and TensorFlow's note on CPU instructions.
 _START_UP_LINE = re.compile(

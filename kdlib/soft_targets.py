@@ -43,6 +43,15 @@ from kdlib import validate
 from kdlib.distiller import LABELS_KEY, TEACHER_LOGITS_KEY
 from kdlib.model_checks import PROBABILITIES_MESSAGE, check_logits_model, looks_like_probabilities
 
+__all__ = [
+    "LABELS_KEY",
+    "TEACHER_LOGITS_KEY",
+    "cache_size_bytes",
+    "cache_soft_targets",
+    "cache_soft_targets_dataset",
+    "describe_cache",
+]
+
 BYTES_PER_LOGIT = 4  # float32
 
 

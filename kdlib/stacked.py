@@ -43,6 +43,11 @@ from keras import ops
 from kdlib import models, validate
 from kdlib.distiller import LABELS_KEY, TEACHER_LOGITS_KEY
 
+__all__ = [
+    "StackedDense",
+    "StackedStudents",
+]
+
 
 @keras.saving.register_keras_serializable(package="kdlib")
 class StackedDense(keras.layers.Layer):

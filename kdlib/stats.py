@@ -24,6 +24,19 @@ import numpy as np
 
 from kdlib import validate
 
+__all__ = [
+    "MeanCI",
+    "mean_ci",
+    "TTest",
+    "paired_t_test",
+    "McNemar",
+    "mcnemar_from_counts",
+    "mcnemar",
+    "pooled_mcnemar",
+    "PairedComparison",
+    "compare",
+]
+
 
 def _vector(values: Any, name: str) -> np.ndarray:
     array = np.asarray(values, dtype=np.float64)

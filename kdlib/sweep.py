@@ -35,6 +35,16 @@ from kdlib import experiment, models, report, validate
 from kdlib.soft_targets import cache_soft_targets
 from kdlib.stacked import StackedStudents
 
+__all__ = [
+    "FULL_GRID",
+    "FAST_GRID",
+    "SweepConfig",
+    "SweepResult",
+    "run_sweep",
+    "format_summary",
+    "load_json",
+]
+
 FULL_GRID: dict[str, Any] = {
     "temperatures": (1.0, 2.0, 4.0, 8.0, 20.0),
     "alphas": (0.0, 0.1, 0.5, 0.9),

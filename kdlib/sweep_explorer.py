@@ -20,6 +20,10 @@ from matplotlib.figure import Figure
 from kdlib import losses
 from kdlib.sweep_plots import plot_sweep_heatmap
 
+__all__ = [
+    "SweepExplorer",
+]
+
 
 class SweepExplorer(widgets.VBox):
     """Dropdowns over the sweep's temperatures and alphas, and a slider over example images.

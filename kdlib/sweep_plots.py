@@ -8,6 +8,11 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+__all__ = [
+    "grid_array",
+    "plot_sweep_heatmap",
+]
+
 
 def grid_array(sweep: dict[str, Any], key: str = "val_accuracy") -> np.ndarray:
     """Mean of ``key`` over seeds as an array of shape (temperatures, alphas)."""

@@ -35,6 +35,18 @@ from kdlib.soft_targets import cache_soft_targets
 if TYPE_CHECKING:
     from kdlib.experiment import Splits
 
+__all__ = [
+    "build_teacher",
+    "twin_students",
+    "compression_ratio",
+    "stopping_callback",
+    "best_epoch",
+    "train_teacher",
+    "teacher_soft_targets",
+    "TrainedTwins",
+    "train_students",
+]
+
 
 # -------------------------------------------------------------------------------- models
 def build_teacher(name: str, seed: int = 0) -> keras.Model:

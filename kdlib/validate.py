@@ -16,6 +16,27 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+__all__ = [
+    "positive_int",
+    "optional_positive_int",
+    "non_negative_int",
+    "seed",
+    "positive_number",
+    "MIN_TEMPERATURE",
+    "MAX_TEMPERATURE",
+    "temperature",
+    "alpha",
+    "dropout",
+    "one_of",
+    "layer_sizes",
+    "vector",
+    "logit_vector",
+    "temperatures",
+    "class_labels",
+    "output_path",
+    "distinct_paths",
+]
+
 T = TypeVar("T")
 
 

@@ -28,6 +28,13 @@ from matplotlib.figure import Figure
 
 from kdlib import losses, plotting, validate
 
+__all__ = [
+    "TemperatureExplorer",
+    "temperature_explorer",
+    "KLExplorer",
+    "kl_explorer",
+]
+
 DISPLAY_WIDTH_PX = 640  # CSS pixels the plot is shown at (fits a JupyterLab or Colab cell)
 _PIXEL_DENSITY = 2  # PNG pixels per CSS pixel: sharp on high-density (2x) screens too
 _FIGSIZE = (6.4, 2.8)  # inches; at 100 CSS px per inch the fonts read as in inline plots
