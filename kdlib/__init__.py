@@ -69,40 +69,14 @@ PUBLIC_MODULES = (
 __all__ = ["Distiller", *PUBLIC_MODULES]
 
 
-_SUBMODULES = (
-    "check",
+#: Every submodule, reachable as an attribute of ``kdlib`` (imported on first use).
+_SUBMODULES = PUBLIC_MODULES + (
     "cli",
     "cli_args",
     "cli_distill",
     "cli_sweep",
-    "conclusions",
-    "config",
-    "dark_knowledge",
-    "data",
-    "distiller",
-    "experiment",
-    "experiment_config",
-    "experiment_plots",
-    "export",
-    "formatting",
     "grading",
-    "io",
-    "losses",
-    "measurements",
     "model_checks",
-    "models",
-    "plotting",
-    "report",
-    "runtime",
-    "soft_targets",
-    "stacked",
-    "stats",
-    "sweep",
-    "sweep_explorer",
-    "sweep_plots",
-    "training",
-    "validate",
-    "widgets",
 )
 
 
