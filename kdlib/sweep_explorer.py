@@ -8,7 +8,6 @@ runs headless (tests set ``.value`` on the controls and read the attributes).
 from __future__ import annotations
 
 import html
-import io
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,13 +18,14 @@ from matplotlib.figure import Figure
 
 from kdlib import losses
 from kdlib.sweep_plots import plot_sweep_heatmap
+from kdlib.widgets import _image, _png, _StaticPicture
 
 __all__ = [
     "SweepExplorer",
 ]
 
 
-class SweepExplorer(widgets.VBox):
+class SweepExplorer(_StaticPicture, widgets.VBox):
     """Dropdowns over the sweep's temperatures and alphas, and a slider over example images.
 
     Parameters
@@ -50,6 +50,8 @@ class SweepExplorer(widgets.VBox):
     summary : ipywidgets.HTML, figure : Figure, image : ipywidgets.Image
     """
 
+    display_width_px = 900  # two panels side by side: wider than the other explorers
+
     def __init__(
         self, sweep: dict[str, Any], teacher_logits: Any, labels: Sequence[int] | None = None
     ) -> None:
@@ -67,7 +69,7 @@ class SweepExplorer(widgets.VBox):
         self.alpha = widgets.Dropdown(options=list(sweep["alphas"]), description="alpha")
         self.example = widgets.IntSlider(0, 0, len(logits) - 1, description="image")
         self.summary = widgets.HTML()
-        self.image = widgets.Image(format="png")
+        self.image = _image(self.display_width_px)
         self.figure = Figure(figsize=(9.5, 3.6), layout="constrained")
         self.cell: dict[str, float] = {}
         self.probabilities = np.zeros(logits.shape[1])
@@ -109,6 +111,4 @@ class SweepExplorer(widgets.VBox):
         bars.set_ylim(0, 1)
         truth = "" if self.labels is None else f" (a {self.labels[index]})"
         bars.set_title(f"teacher's soft targets at T = {t:g}, image {index}{truth}")
-        buffer = io.BytesIO()
-        self.figure.savefig(buffer, format="png", dpi=80)
-        self.image.value = buffer.getvalue()
+        self.image.value = _png(self.figure, self.display_width_px)

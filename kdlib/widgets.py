@@ -38,20 +38,20 @@ __all__ = [
 DISPLAY_WIDTH_PX = 640  # CSS pixels the plot is shown at (fits a JupyterLab or Colab cell)
 _PIXEL_DENSITY = 2  # PNG pixels per CSS pixel: sharp on high-density (2x) screens too
 _FIGSIZE = (6.4, 2.8)  # inches; at 100 CSS px per inch the fonts read as in inline plots
-_DPI = DISPLAY_WIDTH_PX * _PIXEL_DENSITY / _FIGSIZE[0]
 
 
-def _png(figure: Figure) -> bytes:
+def _png(figure: Figure, width_px: int = DISPLAY_WIDTH_PX) -> bytes:
+    """The figure as a PNG of _PIXEL_DENSITY times ``width_px`` pixels across."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=_DPI)
+    figure.savefig(buffer, format="png", dpi=width_px * _PIXEL_DENSITY / figure.get_figwidth())
     return buffer.getvalue()
 
 
-def _image() -> widgets.Image:
-    """An image widget shown at DISPLAY_WIDTH_PX (narrower cells scale it down, never up)."""
+def _image(width_px: int = DISPLAY_WIDTH_PX) -> widgets.Image:
+    """An image widget shown at ``width_px`` (narrower cells scale it down, never up)."""
     return widgets.Image(
         format="png",
-        layout=widgets.Layout(width=f"{DISPLAY_WIDTH_PX}px", max_width="100%", height="auto"),
+        layout=widgets.Layout(width=f"{width_px}px", max_width="100%", height="auto"),
     )
 
 
@@ -63,6 +63,7 @@ class _StaticPicture:
     """
 
     image: widgets.Image
+    display_width_px: int = DISPLAY_WIDTH_PX
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         parent = getattr(super(), "_repr_mimebundle_", None)  # ipywidgets 7 displays otherwise
@@ -71,7 +72,7 @@ class _StaticPicture:
             return bundle
         data = dict(bundle)
         data["image/png"] = base64.b64encode(bytes(self.image.value)).decode("ascii")
-        return data, {"image/png": {"width": DISPLAY_WIDTH_PX}}
+        return data, {"image/png": {"width": self.display_width_px}}
 
 
 class TemperatureExplorer(_StaticPicture, widgets.VBox):

@@ -3,6 +3,10 @@ kdlib.dark_knowledge (the missing-digit helpers) against hand-computed values.""
 
 from __future__ import annotations
 
+import base64
+import struct
+
+import ipywidgets
 import matplotlib
 import numpy as np
 import pytest
@@ -92,3 +96,16 @@ def test_bias_of_several_classes_at_once():
     assert dk.errors_with_bias(logits, labels, [1, 2], 0.0) == (3, 1)
     assert dk.errors_with_bias(logits, labels, [1, 2], -5.5) == (1, 1)
     assert dk.best_bias(logits, labels, [1, 2], [0.0, -2.5, -5.5]) == -5.5
+
+
+def test_explorer_png_is_sharp_at_its_display_width_and_has_a_static_picture():
+    """Found by the browser check: the PNG was 760 px wide and shown at 964 px (stretched)."""
+    explorer = SweepExplorer(fake_sweep(), np.zeros((2, 10)))
+    png = bytes(explorer.image.value)
+    width, _ = struct.unpack(">II", png[16:24])
+    assert explorer.image.layout.width == "900px" and explorer.image.layout.max_width == "100%"
+    assert width == 2 * 900
+    if hasattr(ipywidgets.Widget, "_repr_mimebundle_"):  # ipywidgets 8
+        data, metadata = explorer._repr_mimebundle_()
+        assert base64.b64decode(data["image/png"]) == png
+        assert metadata["image/png"]["width"] == 900
