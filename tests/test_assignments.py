@@ -7,25 +7,14 @@ points, hidden tests missing, a solution outside its markers, a stale Colab set-
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted((ROOT / "assignments" / "source").glob("*/*.ipynb"))
-
-
-def _sync():
-    spec = importlib.util.spec_from_file_location(
-        "sync_notebooks", ROOT / "scripts" / "sync_notebooks.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("sync_notebooks", module)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _grades(nb: nbformat.NotebookNode) -> list[dict]:
@@ -67,7 +56,7 @@ def test_assignment_cells_are_graded_and_hidden_tests_exist(path):
 
 @pytest.mark.parametrize("path", SOURCES, ids=[p.name for p in SOURCES])
 def test_assignment_starts_with_the_course_set_up_cell(path):
-    sync = _sync()
+    sync = load_script("sync_notebooks")
     first = nbformat.read(path, as_version=4).cells[0]
     assert first.cell_type == "code"
     assert first.source == sync.setup_source(sync.repository_url())

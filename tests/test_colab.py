@@ -15,23 +15,14 @@ import types
 from pathlib import Path
 
 import pytest
+from helpers import load_script
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load(name: str) -> types.ModuleType:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-sync = _load("sync_notebooks")
-parity = _load("colab_parity")
+sync = load_script("sync_notebooks")
+parity = load_script("colab_parity")
 URL = "https://github.com/o/r"
 SPEC = "kdlib @ git+https://github.com/o/r@v9.8.7"
 

@@ -5,14 +5,12 @@ Also unit tests of ``scripts/sync_notebooks.py`` (the one source of the header).
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
-import types
 from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(p for p in (ROOT / "notebooks").glob("*.ipynb"))
@@ -24,16 +22,8 @@ MIN_CHECKED_CELLS = 5
 RAISES_TAG = "raises-exception"
 
 
-def _load(name: str) -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-sync = _load("sync_notebooks")
-runner = _load("run_notebooks")
+sync = load_script("sync_notebooks")
+runner = load_script("run_notebooks")
 notebook_params = pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 
 

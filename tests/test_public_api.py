@@ -13,18 +13,15 @@ import importlib
 import importlib.util
 import json
 import re
-import sys
 import warnings
 from pathlib import Path
 
 import pytest
+from helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = json.loads((ROOT / "tests" / "public_api.json").read_text(encoding="utf-8"))
-_spec = importlib.util.spec_from_file_location("public_api", ROOT / "scripts" / "public_api.py")
-public_api = importlib.util.module_from_spec(_spec)
-sys.modules["public_api"] = public_api
-_spec.loader.exec_module(public_api)
+public_api = load_script("public_api")
 
 ENTRIES = [(m, n) for m, names in sorted(RECORD.items()) for n in sorted(names)]
 _PARAM = re.compile(r"^(?P<stars>\*{0,2})(?P<name>\w+)(?::[^=]*)?(?:=(?P<default>.*))?$")

@@ -4,14 +4,13 @@ reproduces a reported failure. Tiny dense models on 6 features, a few dozen rows
 from __future__ import annotations
 
 import importlib
-import signal
 import subprocess
 import sys
-from contextlib import contextmanager
 
 import keras
 import numpy as np
 import pytest
+from helpers import time_limit
 from reference import np_total_loss
 
 import kdlib.losses
@@ -39,22 +38,6 @@ def toy():
     x = rng.normal(size=(N, NUM_FEATURES)).astype("float32")
     y = rng.integers(0, NUM_CLASSES, N).astype("int32")
     return x, y
-
-
-@contextmanager
-def time_limit(seconds: float):
-    """Raise TimeoutError in the main thread after ``seconds`` (a hang becomes a failure)."""
-
-    def on_alarm(signum, frame):
-        raise TimeoutError(f"still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def compiled(teacher=None, student=None, **kwargs) -> Distiller:
