@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest -m 'not browser' tests
 	@# pytest exits 5 when it collects nothing (no notebooks yet): that is not a failure.
 	$(BIN)/python -m pytest --nbval-lax notebooks/ || [ $$? -eq 5 ]
 
@@ -68,8 +68,10 @@ notebooks: $(STAMP)
 ## test-browser: every notebook Run All in JupyterLab in headless Chromium, sliders moved
 ##   Fast mode; no error, stderr or MathJax box, every image shown, every widget slider
 ##   changes its plot. Needs Debian's chromium (apt-get install -y chromium), which
-##   playwright drives; tests/browser_check.py says more.
+##   playwright drives; tests/browser_check.py says more. First the check's own test
+##   (tests/test_browser_check.py: Run All waits for cells queued after an expected error).
 test-browser: $(STAMP)
+	$(BIN)/python -m pytest -q -m browser tests
 	KDLIB_FAST=1 $(BIN)/python tests/browser_check.py $(NB)
 
 ## assignments: release the homework with nbgrader, autograde the solution and a blank copy

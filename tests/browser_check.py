@@ -121,9 +121,7 @@ _STATE_JS = """() => {
         ? `${o.ename}: ${o.evalue}` : [].concat(o.text || []).join(''),
     })),
   }));
-  const running = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
-    .some(p => p.textContent.includes('*'));
-  return {kernel: panel.sessionContext.kernelDisplayStatus, running, cells};
+  return {kernel: panel.sessionContext.kernelDisplayStatus, cells};
 }"""
 
 _IMAGES_JS = """async () => {
@@ -152,6 +150,24 @@ def _wait(page: Any, predicate: Any, timeout: float, what: str) -> Any:
         page.wait_for_timeout(250)
 
 
+# Run All, counting the kernel's execute requests and replies. Done means every code cell was
+# sent and answered (an aborted cell is answered too) and the kernel is idle. An idle kernel
+# with no [*] prompt is not enough: the kernel is idle for a moment between two cells, and
+# after a cell tagged raises-exception fails, JupyterLab drops the [*] of the cells still
+# queued although the kernel goes on to run them (tests/test_browser_check.py).
+_RUN_ALL_JS = """() => {
+  const counts = {sent: 0, replied: 0};
+  window.kdlibRunAll = counts;
+  const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+  kernel.anyMessage.connect((_, {direction, msg}) => {
+    const type = msg.header.msg_type;
+    if (direction === 'send' && type === 'execute_request') counts.sent += 1;
+    if (direction === 'recv' && type === 'execute_reply') counts.replied += 1;
+  });
+  window.jupyterapp.commands.execute('notebook:run-all-cells');
+}"""
+
+
 def _run_all(page: Any, result: Result) -> None:
     _wait(
         page,
@@ -159,16 +175,24 @@ def _run_all(page: Any, result: Result) -> None:
         PAGE_LOAD_S,
         "kernel start",
     )
-    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
-    page.wait_for_timeout(1000)
+    page.evaluate(_RUN_ALL_JS)
+    progress = {"sent": 0, "replied": 0}
 
     def finished() -> dict[str, Any] | None:
         state = page.evaluate(_STATE_JS)
-        return None if state["kernel"] != "idle" or state["running"] else state
+        progress.update(page.evaluate("() => window.kdlibRunAll"))
+        done = progress["sent"] == progress["replied"] == len(state["cells"])
+        return state if done and state["kernel"] == "idle" else None
 
-    _wait(page, finished, RUN_ALL_S, "Run All")
-    page.wait_for_timeout(1000)  # let the last outputs, images and equations render
-    state = _wait(page, finished, RUN_ALL_S, "Run All")
+    try:
+        _wait(page, finished, RUN_ALL_S, "Run All")
+        page.wait_for_timeout(1000)  # let the last outputs, images and equations render
+        state = _wait(page, finished, RUN_ALL_S, "Run All")
+    except TimeoutError as error:
+        raise TimeoutError(
+            f"{error} ({progress['replied']} of {len(page.evaluate(_STATE_JS)['cells'])} "
+            f"code cells answered, {progress['sent']} sent)"
+        ) from None
     cells = state["cells"]
     result.cells_run = sum(cell["count"] is not None for cell in cells)
     if result.cells_run != len(cells):
