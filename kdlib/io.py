@@ -88,18 +88,24 @@ def _remove(path: Path) -> None:
 
 @contextlib.contextmanager
 def _sigint_deferred() -> Iterator[None]:
-    """Hold Ctrl-C back while the block runs (main thread only), then deliver it."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
+    """Hold Ctrl-C back while the block runs (main thread only), then deliver it.
+
+    It is delivered as the process would have received it: a ``KeyboardInterrupt`` under
+    Python's default handler, the program's own handler if it set one, nothing where SIGINT
+    is ignored (a background job).
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous is None:
+        yield  # not ours to change: another thread, or a handler set outside Python
         return
     received: list[Any] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(frame))
+    signal.signal(signal.SIGINT, lambda signum, frame: received.append(frame))
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
         if received:
-            raise KeyboardInterrupt
+            signal.raise_signal(signal.SIGINT)
 
 
 class OutputSet:

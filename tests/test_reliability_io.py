@@ -67,7 +67,16 @@ def test_output_set_publishes_all_or_nothing(tmp_path):
     assert listing(tmp_path) == ["a.json", "b.png"]
 
 
-def test_ctrl_c_during_the_renames_waits_until_they_are_done(tmp_path, monkeypatch):
+@pytest.fixture
+def sigint_handler():
+    """Set the process's SIGINT handler for one test, whatever the test runner inherited
+    (a background job, e.g. under ``nohup ... &``, starts with SIGINT ignored)."""
+    before = signal.getsignal(signal.SIGINT)
+    yield lambda handler: signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGINT, before)
+
+
+def _publish_with_ctrl_c_after_first_rename(tmp_path, monkeypatch):
     outputs = io.OutputSet()
     targets = [tmp_path / f"{i}.txt" for i in range(3)]
     for target in targets:
@@ -82,10 +91,37 @@ def test_ctrl_c_during_the_renames_waits_until_they_are_done(tmp_path, monkeypat
             os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C after the first rename
 
     monkeypatch.setattr(os, "replace", replace_then_interrupt)
+    return outputs, targets
+
+
+def test_ctrl_c_during_the_renames_waits_until_they_are_done(
+    tmp_path, monkeypatch, sigint_handler
+):
+    sigint_handler(signal.default_int_handler)  # Python's own: Ctrl-C is a KeyboardInterrupt
+    outputs, targets = _publish_with_ctrl_c_after_first_rename(tmp_path, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         outputs.publish()
     assert [t.read_text() for t in targets] == ["new"] * 3
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_stays_ignored_where_the_process_ignores_it(tmp_path, monkeypatch, sigint_handler):
+    sigint_handler(signal.SIG_IGN)  # a background job: Ctrl-C must not stop the publishing
+    outputs, targets = _publish_with_ctrl_c_after_first_rename(tmp_path, monkeypatch)
+    outputs.publish()
+    assert [t.read_text() for t in targets] == ["new"] * 3
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
+def test_ctrl_c_reaches_a_handler_of_the_program_after_the_renames(
+    tmp_path, monkeypatch, sigint_handler
+):
+    seen = []
+    sigint_handler(lambda signum, frame: seen.append(len(list(tmp_path.glob("*.txt")))))
+    outputs, targets = _publish_with_ctrl_c_after_first_rename(tmp_path, monkeypatch)
+    outputs.publish()
+    assert seen == [3], "the program's own handler runs once, after every rename"
+    assert [t.read_text() for t in targets] == ["new"] * 3
 
 
 def test_same_target_twice_is_refused(tmp_path):
