@@ -6,9 +6,10 @@ logits), :mod:`kdlib.data` (MNIST), :mod:`kdlib.models` (teacher and student fac
 :mod:`kdlib.experiment` (the MNIST experiment; :mod:`kdlib.experiment_config`,
 :mod:`kdlib.report`, :mod:`kdlib.conclusions`), :mod:`kdlib.stats` (paired t-test,
 confidence interval, McNemar), :mod:`kdlib.export` (LiteRT files), :mod:`kdlib.plotting` and
-:mod:`kdlib.experiment_plots`, :mod:`kdlib.widgets`, :mod:`kdlib.check` (exercise
-self-checks; engine in :mod:`kdlib.grading`), :mod:`kdlib.formatting` (``fmt``),
-:mod:`kdlib.validate` (argument checks), :mod:`kdlib.config` (fast mode).
+:mod:`kdlib.experiment_plots` (result plots in :mod:`kdlib.result_plots`),
+:mod:`kdlib.widgets`, :mod:`kdlib.check` (exercise self-checks; the distillation ones in
+:mod:`kdlib.check_distillation`, engine in :mod:`kdlib.grading`), :mod:`kdlib.formatting`
+(``fmt``), :mod:`kdlib.validate` (argument checks), :mod:`kdlib.config` (fast mode).
 
 ``kdlib.Distiller`` is imported lazily, so ``import kdlib.config`` (and ``kdlib --help``)
 does not pay for importing Keras and its backend.
@@ -36,7 +37,8 @@ __version__ = "0.2.0"
 
 #: The modules homework may import (with the names in each one's ``__all__``): kdlib's public
 #: API, recorded in tests/public_api.json and kept stable (README, "Stability"). The other
-#: modules (the command line, the self-check engine, the Distiller's model checks) are internal.
+#: modules (the command line, the self-check engine, the Distiller's model checks, and the
+#: halves that a public module re-exports: check_distillation, result_plots) are internal.
 PUBLIC_MODULES = (
     "check",
     "conclusions",
@@ -71,12 +73,14 @@ __all__ = ["Distiller", *PUBLIC_MODULES]
 
 #: Every submodule, reachable as an attribute of ``kdlib`` (imported on first use).
 _SUBMODULES = PUBLIC_MODULES + (
+    "check_distillation",
     "cli",
     "cli_args",
     "cli_distill",
     "cli_sweep",
     "grading",
     "model_checks",
+    "result_plots",
 )
 
 

@@ -1,5 +1,8 @@
 """The engine behind :mod:`kdlib.check`: run a student's function on cases, compare with the
-float64 references of :mod:`kdlib.losses`, and print what is wrong (or "passed")."""
+float64 references of :mod:`kdlib.losses`, and print what is wrong (or "passed").
+
+It also holds what the checks share: the references, the random inputs and the hint for an
+unstable softmax (used by :mod:`kdlib.check` and :mod:`kdlib.check_distillation`)."""
 
 from __future__ import annotations
 
@@ -18,6 +21,13 @@ from kdlib.formatting import fmt
 RTOL = 1e-4
 ATOL = 1e-6
 _MAX_SHOWN = 3
+
+#: The hint for a softmax that overflows or underflows, shared by several checks.
+STABLE_HINT = (
+    "exp overflows for large inputs (exp(1000) = inf, inf / inf = nan) and underflows to 0 "
+    "for very negative ones (0 / 0 = nan): subtract the largest value first, "
+    "softmax(z) = softmax(z - max(z)), which changes nothing mathematically."
+)
 
 
 @dataclass(frozen=True)

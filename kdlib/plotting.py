@@ -1,8 +1,8 @@
 """Concept plots of notebooks 01-03: softmax and temperature, entropy, KL, the T² gradient.
 
 Every function draws on a ``matplotlib.axes.Axes`` (created if not given) and returns it, so
-it works without a display (``MPLBACKEND=Agg``). Plots of experiment results are in
-:mod:`kdlib.experiment_plots`.
+it works without a display (``MPLBACKEND=Agg``). Plots of the experiment are in
+:mod:`kdlib.experiment_plots` (the plots of results in :mod:`kdlib.result_plots`).
 """
 
 from __future__ import annotations
