@@ -2,7 +2,8 @@
 
 Modules: :mod:`kdlib.losses` (softmax with temperature, entropy, KL, distillation loss),
 :mod:`kdlib.distiller` (the Keras ``Distiller``), :mod:`kdlib.soft_targets` (cached teacher
-logits), :mod:`kdlib.data` (MNIST), :mod:`kdlib.models` (teacher and student factories),
+logits; ``tf.data`` in :mod:`kdlib.soft_targets_dataset`), :mod:`kdlib.data` (MNIST),
+:mod:`kdlib.models` (teacher and student factories),
 :mod:`kdlib.experiment` (the MNIST experiment; :mod:`kdlib.experiment_config`,
 :mod:`kdlib.report`, :mod:`kdlib.conclusions`), :mod:`kdlib.stats` (paired t-test,
 confidence interval, McNemar), :mod:`kdlib.export` (LiteRT files), :mod:`kdlib.plotting` and
@@ -37,8 +38,8 @@ __version__ = "0.2.0"
 
 #: The modules homework may import (with the names in each one's ``__all__``): kdlib's public
 #: API, recorded in tests/public_api.json and kept stable (README, "Stability"). The other
-#: modules (the command line, the self-check engine, the Distiller's model checks, and the
-#: halves that a public module re-exports: check_distillation, result_plots) are internal.
+#: modules (the command line, the self-check engine, the Distiller's model checks and argument
+#: adapters, and the halves that a public module re-exports) are internal.
 PUBLIC_MODULES = (
     "check",
     "conclusions",
@@ -78,9 +79,11 @@ _SUBMODULES = PUBLIC_MODULES + (
     "cli_args",
     "cli_distill",
     "cli_sweep",
+    "distiller_args",
     "grading",
     "model_checks",
     "result_plots",
+    "soft_targets_dataset",
 )
 
 
@@ -99,7 +102,7 @@ def __getattr__(name: str) -> Any:
 #: (A test keeps this in step with the ``register_keras_serializable`` decorators.)
 KERAS_CLASSES = {
     "kdlib>Distiller": "kdlib.distiller",
-    "kdlib>FunctionLoss": "kdlib.distiller",
+    "kdlib>FunctionLoss": "kdlib.distiller_args",
     "kdlib>DistillationLoss": "kdlib.losses",
     "kdlib>StackedDense": "kdlib.stacked",
     "kdlib>StackedStudents": "kdlib.stacked",

@@ -13,19 +13,24 @@ under mixed precision (losses in float32) and under ``tf.distribute`` strategies
 Soft targets can be *online* (the teacher runs on every batch; needed with augmentation) or
 *cached* (the teacher's logits are computed once and passed with the labels as
 ``y = {"labels": ..., "teacher_logits": ...}``; see :mod:`kdlib.soft_targets`).
+
+Loss functions given to ``compile`` and ``class_weight`` given to ``fit`` are turned into
+what Keras takes by :mod:`kdlib.distiller_args` (its ``FunctionLoss`` is importable here).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
 from typing import Any
 
 import keras
-import numpy as np
 from keras import ops
 
 from kdlib import validate
+from kdlib.distiller_args import (  # FunctionLoss re-exported: kdlib.distiller.FunctionLoss
+    FunctionLoss,
+    as_loss,
+    class_weight_as_sample_weight,
+)
 from kdlib.losses import DistillationLoss
 from kdlib.model_checks import (  # re-exported: kdlib.distiller.check_logits_model, ...
     PROBABILITIES_MESSAGE,
@@ -62,53 +67,6 @@ def _num_replicas_in_sync() -> int:
     import tensorflow as tf  # distribution plumbing only, never model or loss math
 
     return int(tf.distribute.get_strategy().num_replicas_in_sync)
-
-
-@keras.saving.register_keras_serializable(package="kdlib")
-class FunctionLoss(keras.losses.Loss):
-    """Wrap a per-example loss function ``fn(y_true, y_pred)`` as a serializable Loss."""
-
-    def __init__(self, fn: Callable[..., Any], name: str | None = None, **kwargs: Any) -> None:
-        super().__init__(name=name or _scope_name(fn), **kwargs)
-        self.fn = fn
-
-    def call(self, y_true: Any, y_pred: Any) -> Any:
-        return self.fn(y_true, y_pred)
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config["fn"] = keras.saving.serialize_keras_object(self.fn)
-        return config
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> FunctionLoss:
-        config = dict(config)
-        config["fn"] = keras.saving.deserialize_keras_object(config["fn"])
-        return cls(**config)
-
-
-def _scope_name(fn: Callable[..., Any]) -> str:
-    """A loss name that is valid as a TensorFlow name scope.
-
-    Keras opens a name scope with the loss's name; ``"<lambda>"`` is not a valid one, and
-    TensorFlow then leaves its scope stack broken for the rest of the process.
-    """
-    name = re.sub(r"[^A-Za-z0-9_.-]", "", getattr(fn, "__name__", "") or "")
-    name = name.lstrip("_.-")
-    return name or "function_loss"
-
-
-def _as_loss(fn: Any, argument: str) -> keras.losses.Loss:
-    if isinstance(fn, keras.losses.Loss):
-        return fn
-    if isinstance(fn, str) or not callable(fn):
-        raise ValueError(
-            f"{argument} must be a keras.losses.Loss or a function (y_true, y_pred) -> "
-            f"per-example losses, got {fn!r}. Strings are not accepted because "
-            "'sparse_categorical_crossentropy' expects probabilities, and the student "
-            "outputs logits: use keras.losses.SparseCategoricalCrossentropy(from_logits=True)."
-        )
-    return FunctionLoss(fn)
 
 
 @keras.saving.register_keras_serializable(package="kdlib")
@@ -190,8 +148,8 @@ class Distiller(keras.Model):
             )
         if distillation_loss_fn is None:
             distillation_loss_fn = DistillationLoss(temperature=self.temperature)
-        self.student_loss_fn = _as_loss(student_loss_fn, "student_loss_fn")
-        self.distillation_loss_fn = _as_loss(distillation_loss_fn, "distillation_loss_fn")
+        self.student_loss_fn = as_loss(student_loss_fn, "student_loss_fn")
+        self.distillation_loss_fn = as_loss(distillation_loss_fn, "distillation_loss_fn")
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
         # What get_compile_config saves: the arguments of this method, nothing of Keras' own.
         self._compile_arguments = {"metrics": metrics, **kwargs}
@@ -258,7 +216,7 @@ class Distiller(keras.Model):
         self._require_compiled("fit")
         check_training_data(self.teacher, self.student, "fit", x, y)
         if kwargs.get("class_weight") is not None and isinstance(y, dict):
-            kwargs = _class_weight_as_sample_weight(y, kwargs)
+            kwargs = class_weight_as_sample_weight(y.get(LABELS_KEY), kwargs)
         return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
@@ -330,25 +288,3 @@ class Distiller(keras.Model):
         if isinstance(sample_weight, dict):
             sample_weight = sample_weight.get(LABELS_KEY)
         return super().compute_metrics(x, labels, y_pred, sample_weight=sample_weight)
-
-
-def _class_weight_as_sample_weight(y: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Keras applies ``class_weight`` to single-output targets only; with cached targets
-    (a dict) the same weights become per-example ``sample_weight``."""
-    kwargs = dict(kwargs)
-    class_weight = kwargs.pop("class_weight")
-    labels = np.asarray(y.get(LABELS_KEY)).reshape(-1).astype(np.int64)
-    missing = sorted(set(np.unique(labels).tolist()) - set(map(int, class_weight)))
-    if missing:
-        raise ValueError(
-            f"class_weight has no weight for the label(s) {missing}; give one weight per "
-            f"class, e.g. {{0: 1.0, 1: 2.0, ...}}."
-        )
-    lookup = np.zeros(max(map(int, class_weight)) + 1, dtype=np.float32)
-    for label, weight in class_weight.items():
-        lookup[int(label)] = float(weight)
-    weights = lookup[labels]
-    if kwargs.get("sample_weight") is not None:
-        weights = weights * np.asarray(kwargs["sample_weight"], dtype=np.float32)
-    kwargs["sample_weight"] = weights
-    return kwargs

@@ -2,8 +2,9 @@
 
 The :class:`kdlib.Distiller` runs them at construction (:func:`check_compatible`: logits,
 one output, same input and output shapes, no shared layers) and before ``fit``/``evaluate``
-(:func:`check_training_data`). Argument checks that need no Keras live in
-:mod:`kdlib.validate`.
+(:func:`check_training_data`); :mod:`kdlib.soft_targets` checks the teacher's logits
+before it caches them (:func:`check_teacher_logits`). Argument checks that need no Keras
+live in :mod:`kdlib.validate`.
 """
 
 from __future__ import annotations
@@ -179,6 +180,25 @@ PROBABILITIES_MESSAGE = (
     "probabilities (a softmax inside the model), but distillation needs logits. Remove the "
     "softmax from the teacher, e.g. Dense(10) instead of Dense(10, activation='softmax')."
 )
+
+
+def check_teacher_logits(logits: np.ndarray, n: int, origin: str) -> np.ndarray:
+    """Validate the teacher's outputs before they are cached: (n, num_classes), finite, not
+    probabilities. ``origin`` names the caller in the messages."""
+    if logits.ndim != 2 or logits.shape[0] != n:
+        raise ValueError(
+            f"The teacher's outputs have shape {logits.shape} for {n} examples ({origin}); "
+            "expected (num_examples, num_classes): one logit per class."
+        )
+    if not np.all(np.isfinite(logits)):
+        bad = int(np.sum(~np.all(np.isfinite(logits), axis=1)))
+        raise ValueError(
+            f"The teacher's logits are not finite for {bad} of {n} examples ({origin}); "
+            "check the teacher and its inputs (e.g. unscaled images, a diverged model)."
+        )
+    if looks_like_probabilities(logits):
+        raise ValueError(PROBABILITIES_MESSAGE)
+    return logits
 
 
 #: Rows of the first batch on which the teacher's outputs are checked in online mode.
