@@ -2,13 +2,15 @@
 
 Modules: :mod:`kdlib.losses` (softmax with temperature, entropy, KL, distillation loss),
 :mod:`kdlib.distiller` (the Keras ``Distiller``), :mod:`kdlib.soft_targets` (cached teacher
-logits), :mod:`kdlib.data` (MNIST), :mod:`kdlib.models` (teacher and student factories),
+logits), :mod:`kdlib.data` (MNIST; reading, checking and downloading the file in
+:mod:`kdlib.mnist_file`), :mod:`kdlib.models` (teacher and student factories),
 :mod:`kdlib.experiment` (the MNIST experiment; :mod:`kdlib.experiment_config`,
 :mod:`kdlib.report`, :mod:`kdlib.conclusions`), :mod:`kdlib.stats` (paired t-test,
-confidence interval, McNemar), :mod:`kdlib.export` (LiteRT files), :mod:`kdlib.plotting` and
-:mod:`kdlib.experiment_plots`, :mod:`kdlib.widgets`, :mod:`kdlib.check` (exercise
-self-checks; engine in :mod:`kdlib.grading`), :mod:`kdlib.formatting` (``fmt``),
-:mod:`kdlib.validate` (argument checks), :mod:`kdlib.config` (fast mode).
+confidence interval, McNemar), :mod:`kdlib.export` (LiteRT files; running them in
+:mod:`kdlib.litert_model`), :mod:`kdlib.plotting` and :mod:`kdlib.experiment_plots`,
+:mod:`kdlib.widgets`, :mod:`kdlib.check` (exercise self-checks; engine in
+:mod:`kdlib.grading`), :mod:`kdlib.formatting` (``fmt``), :mod:`kdlib.validate` (argument
+checks), :mod:`kdlib.config` (fast mode).
 
 ``kdlib.Distiller`` is imported lazily, so ``import kdlib.config`` (and ``kdlib --help``)
 does not pay for importing Keras and its backend.
@@ -76,6 +78,8 @@ _SUBMODULES = PUBLIC_MODULES + (
     "cli_distill",
     "cli_sweep",
     "grading",
+    "litert_model",
+    "mnist_file",
     "model_checks",
 )
 
