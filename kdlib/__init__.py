@@ -2,11 +2,12 @@
 
 Modules: :mod:`kdlib.losses` (softmax with temperature, entropy, KL, distillation loss),
 :mod:`kdlib.distiller` (the Keras ``Distiller``), :mod:`kdlib.soft_targets` (cached teacher
-logits; ``tf.data`` in :mod:`kdlib.soft_targets_dataset`), :mod:`kdlib.data` (MNIST),
-:mod:`kdlib.models` (teacher and student factories),
-:mod:`kdlib.experiment` (the MNIST experiment; :mod:`kdlib.experiment_config`,
-:mod:`kdlib.report`, :mod:`kdlib.conclusions`), :mod:`kdlib.stats` (paired t-test,
-confidence interval, McNemar), :mod:`kdlib.export` (LiteRT files), :mod:`kdlib.plotting` and
+logits; ``tf.data`` in :mod:`kdlib.soft_targets_dataset`), :mod:`kdlib.data` (MNIST; reading,
+checking and downloading the file in :mod:`kdlib.mnist_file`), :mod:`kdlib.models` (teacher
+and student factories), :mod:`kdlib.experiment` (the MNIST experiment;
+:mod:`kdlib.experiment_config`, :mod:`kdlib.report`, :mod:`kdlib.conclusions`),
+:mod:`kdlib.stats` (paired t-test, confidence interval, McNemar), :mod:`kdlib.export` (LiteRT
+files; running them in :mod:`kdlib.litert_model`), :mod:`kdlib.plotting` and
 :mod:`kdlib.experiment_plots` (result plots in :mod:`kdlib.result_plots`),
 :mod:`kdlib.widgets`, :mod:`kdlib.check` (exercise self-checks; the distillation ones in
 :mod:`kdlib.check_distillation`, engine in :mod:`kdlib.grading`), :mod:`kdlib.formatting`
@@ -81,6 +82,8 @@ _SUBMODULES = PUBLIC_MODULES + (
     "cli_sweep",
     "distiller_args",
     "grading",
+    "litert_model",
+    "mnist_file",
     "model_checks",
     "result_plots",
     "soft_targets_dataset",

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import kdlib.data as data
+import kdlib.mnist_file as mnist_file
 
 
 def write_fake_mnist(path, n_train=30, n_test=10, label_offset=0, **override):
@@ -70,7 +71,7 @@ def test_keras_cache(isolated, monkeypatch):
     cache.mkdir(parents=True)
     write_fake_mnist(cache / "mnist.npz", n_train=50)
     # the cached copy must pass MNIST's checksum (test_reliability_data); here: the order
-    monkeypatch.setattr(data, "_is_mnist", lambda path, arrays: True)
+    monkeypatch.setattr(mnist_file, "_is_mnist", lambda path, arrays: True)
     assert data.load_mnist()[0][0].shape[0] == 50
 
 
