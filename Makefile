@@ -21,12 +21,16 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## test: lint and formatting check, unit tests, then every notebook through nbval
+##   Tests run on every core (pytest-xdist, at most 4 workers); TEST_WORKERS=0 runs them in
+##   one process. Each notebook stays on one worker (--dist loadscope): its cells run in order.
+TEST_WORKERS ?= auto
+XDIST := -n $(TEST_WORKERS) --maxprocesses=4
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -m 'not browser' tests
+	$(BIN)/python -m pytest $(XDIST) -m 'not browser' tests
 	@# pytest exits 5 when it collects nothing (no notebooks yet): that is not a failure.
-	$(BIN)/python -m pytest --nbval-lax notebooks/ || [ $$? -eq 5 ]
+	$(BIN)/python -m pytest $(XDIST) --dist loadscope --nbval-lax notebooks/ || [ $$? -eq 5 ]
 
 ## test-backends: the backend-agnostic tests again on JAX and on PyTorch (CPU wheels)
 ##   TensorFlow-only tests (tf.distribute) skip themselves there. torch is pinned because an

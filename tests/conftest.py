@@ -25,6 +25,8 @@ ALPHA, TEMPERATURE = 0.3, 4.0
 
 
 def pytest_configure(config) -> None:
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        return  # the pytest-xdist controller runs no test: only its workers need TensorFlow
     import keras  # importing keras does not start TensorFlow's runtime; listing devices does
 
     if keras.backend.backend() != "tensorflow":
