@@ -12,6 +12,7 @@ middle cell announces ``idle`` itself, then works for a few seconds before the l
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import nbformat
@@ -53,3 +54,25 @@ def test_run_all_waits_for_cells_queued_after_an_expected_error(tmp_path, capsys
     out = capsys.readouterr().out
     assert "01_gap.ipynb: 3 cells run" in out, out
     assert rc == 0, out
+
+
+def test_an_unexpected_error_is_reported_at_once_with_the_cells_it_stopped(tmp_path, capsys):
+    """Without the tag, the kernel aborts the queued cells; their (aborted) replies end the
+    wait at once instead of after the 5-minute bound."""
+    import browser_check
+
+    path = tmp_path / "01_error.ipynb"
+    cells = [
+        nbformat.v4.new_code_cell('raise ValueError("not on purpose")'),
+        nbformat.v4.new_code_cell('print("never runs")'),
+    ]
+    notebook = nbformat.v4.new_notebook(cells=cells)
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    nbformat.write(notebook, path)
+    rc = browser_check.main([str(path)])
+    out = capsys.readouterr().out
+    assert rc == 1, out
+    assert "01_error.ipynb: 1 cells run" in out, out
+    assert "1 code cells did not run" in out and "ValueError: not on purpose" in out, out
+    seconds = int(re.search(r"01_error\.ipynb: .* \((\d+) s\)", out)[1])
+    assert seconds < browser_check.RUN_ALL_S, out
