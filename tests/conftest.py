@@ -108,3 +108,15 @@ def make_distiller(make_teacher, make_student):
         return distiller
 
     return make
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Fail the test if a command gets as far as loading data or training."""
+    from kdlib import experiment
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("training started although a flag was invalid")
+
+    monkeypatch.setattr(experiment, "run_experiment", refuse)
+    monkeypatch.setattr(experiment, "prepare_data", refuse)

@@ -87,6 +87,21 @@ def np_mlp_forward(weights, x) -> np.ndarray:
     return h
 
 
+def write_fake_mnist(path, n_train=30, n_test=10, label_offset=0, **override) -> dict:
+    """A small MNIST-shaped .npz of random uint8 images and labels 0..9 in turn (shifted by
+    ``label_offset`` in the training set); ``override`` replaces whole arrays. Returns them."""
+    rng = np.random.default_rng(0)
+    arrays = {
+        "x_train": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "y_train": ((np.arange(n_train) + label_offset) % 10).astype(np.uint8),
+        "x_test": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "y_test": (np.arange(n_test) % 10).astype(np.uint8),
+    }
+    arrays.update(override)
+    np.savez(path, **arrays)
+    return arrays
+
+
 def write_learnable_mnist(path, n_train: int = 700, n_test: int = 300, seed: int = 0) -> Path:
     """An MNIST-shaped .npz where class c is a bright vertical bar at column 2 + 2c, plus noise.
 

@@ -14,17 +14,6 @@ from kdlib import cli, experiment_config
 from kdlib import experiment as ex
 
 
-@pytest.fixture
-def no_training(monkeypatch):
-    """Fail the test if the command gets as far as training."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("training started although a flag was invalid")
-
-    monkeypatch.setattr(ex, "run_experiment", refuse)
-    monkeypatch.setattr(ex, "prepare_data", refuse)
-
-
 def test_model_choices_match_the_experiment():
     assert set(cli.TEACHER_CHOICES) == set(ex.TEACHERS)
     assert set(cli.STUDENT_CHOICES) == set(ex.STUDENTS)

@@ -4,22 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from reference import write_fake_mnist
 
 import kdlib.data as data
 import kdlib.mnist_file as mnist_file
-
-
-def write_fake_mnist(path, n_train=30, n_test=10, label_offset=0, **override):
-    rng = np.random.default_rng(0)
-    arrays = {
-        "x_train": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-        "y_train": ((np.arange(n_train) + label_offset) % 10).astype(np.uint8),
-        "x_test": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-        "y_test": (np.arange(n_test) % 10).astype(np.uint8),
-    }
-    arrays.update(override)
-    np.savez(path, **arrays)
-    return arrays
 
 
 @pytest.fixture

@@ -16,15 +16,6 @@ from kdlib import cli, report
 from kdlib import experiment as ex
 
 
-@pytest.fixture
-def no_training(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("training started although a flag was invalid")
-
-    monkeypatch.setattr(ex, "run_experiment", refuse)
-    monkeypatch.setattr(ex, "prepare_data", refuse)
-
-
 def fails_before_training(capsys, argv) -> str:
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["distill", *argv])

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import time_limit
+from reference import write_fake_mnist
 
 import kdlib.data as data
 import kdlib.mnist_file as mnist_file
@@ -31,19 +32,6 @@ def isolated(tmp_path, monkeypatch):
     for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "no_proxy", "NO_PROXY"):
         monkeypatch.delenv(var, raising=False)
     return tmp_path
-
-
-def fake_mnist(path, n_train=30, n_test=10, **override):
-    rng = np.random.default_rng(0)
-    arrays = {
-        "x_train": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-        "y_train": (np.arange(n_train) % 10).astype(np.uint8),
-        "x_test": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-        "y_test": (np.arange(n_test) % 10).astype(np.uint8),
-    }
-    arrays.update(override)
-    np.savez(path, **arrays)
-    return path
 
 
 # ------------------------------------------------------------------ item 2: bounded download
@@ -94,7 +82,9 @@ def test_download_through_a_silent_proxy_gives_up_and_says_where_to_put_the_file
 
 
 def test_a_download_that_fails_its_checksum_is_refused_and_not_cached(isolated, monkeypatch):
-    payload = fake_mnist(isolated / "served.npz").read_bytes()
+    served = isolated / "served.npz"
+    write_fake_mnist(served)
+    payload = served.read_bytes()
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
@@ -124,7 +114,7 @@ def test_a_download_that_fails_its_checksum_is_refused_and_not_cached(isolated, 
 def test_keras_cache_copy_must_match_the_checksum(isolated):
     cache = data.keras_cache_path()
     cache.parent.mkdir(parents=True)
-    fake_mnist(cache)
+    write_fake_mnist(cache)
     with pytest.raises(ValueError, match="checksum") as err:
         data.load_mnist()
     assert str(cache) in str(err.value)
@@ -132,7 +122,7 @@ def test_keras_cache_copy_must_match_the_checksum(isolated):
 
 def test_env_dir_without_the_file_is_an_error_not_a_silent_fallback(isolated, monkeypatch):
     (isolated / "repo_data").mkdir()
-    fake_mnist(isolated / "repo_data" / "mnist.npz")
+    write_fake_mnist(isolated / "repo_data" / "mnist.npz")
     monkeypatch.setenv("KDLIB_DATA_DIR", str(isolated / "nowhere"))
     with pytest.raises(FileNotFoundError, match="KDLIB_DATA_DIR") as err:
         data.load_mnist()
@@ -142,7 +132,7 @@ def test_env_dir_without_the_file_is_an_error_not_a_silent_fallback(isolated, mo
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_zero_rows_are_refused(isolated, split):
     path = isolated / "empty.npz"
-    fake_mnist(
+    write_fake_mnist(
         path,
         **{f"x_{split}": np.zeros((0, 28, 28), np.uint8), f"y_{split}": np.zeros(0, np.uint8)},
     )
@@ -153,7 +143,7 @@ def test_zero_rows_are_refused(isolated, split):
 
 def test_member_that_is_not_an_array_is_a_value_error(isolated):
     path = isolated / "odd.npz"
-    fake_mnist(path)
+    write_fake_mnist(path)
     with zipfile.ZipFile(path) as zf:
         members = {name: zf.read(name) for name in zf.namelist()}
     members["x_train.npy"] = b"not an array at all"
@@ -167,7 +157,7 @@ def test_member_that_is_not_an_array_is_a_value_error(isolated):
 
 def test_header_claiming_a_huge_shape_is_refused_without_allocating(isolated):
     path = isolated / "huge.npz"
-    fake_mnist(path)
+    write_fake_mnist(path)
     header = {"descr": "|u1", "fortran_order": False, "shape": (1_000_000_000, 28, 28)}
     import io
 
@@ -187,7 +177,7 @@ def test_header_claiming_a_huge_shape_is_refused_without_allocating(isolated):
 
 def test_full_size_file_with_wrong_content_fails_the_checksum(isolated):
     path = isolated / "mnist.npz"
-    fake_mnist(path, n_train=60_000, n_test=10_000)
+    write_fake_mnist(path, n_train=60_000, n_test=10_000)
     with pytest.raises(ValueError, match="checksum") as err:
         data.load_mnist(path)
     assert str(path) in str(err.value)
