@@ -1,8 +1,10 @@
 """Scale-out checks: MirroredStrategy, jit_compile and mixed precision, in both modes.
 
-References: a single-device run for MirroredStrategy, a ``jit_compile=False`` run for XLA,
-a float32 run (and numpy in float64) for mixed precision. "Both modes" means the teacher
-online (``y = labels``) and cached soft targets (``y = {"labels", "teacher_logits"}``).
+References: one run on a single device, in float32 and with ``jit_compile=False``
+(:func:`reference_run`, computed once) for MirroredStrategy, for XLA and for mixed
+precision (and numpy in float64 for the precision of the loss). "Both modes" means the
+teacher online (``y = labels``) and cached soft targets (``y = {"labels",
+"teacher_logits"}``).
 """
 
 from __future__ import annotations
@@ -71,6 +73,30 @@ def train_one_epoch(distiller, mode, x, y):
     return {k: v[0] for k, v in history.history.items()}, distiller.student.get_weights()
 
 
+_REFERENCE_RUN: dict[str, object] = {}
+
+
+def reference_run(x, y, build):
+    """The reference of every test below, computed once: the toy Distiller on one device,
+    in float32, without XLA. The logits first, then for each mode in turn the loss before
+    and the run of one epoch of training; last, ``evaluate`` of the trained Distiller on
+    cached targets (batches of ``BATCH``), and those targets."""
+    if not _REFERENCE_RUN:
+        distiller = build(jit_compile=False)
+        _REFERENCE_RUN["logits"] = distiller.predict(x, verbose=0)
+        for mode in MODES:
+            targets = targets_for(mode, distiller.teacher, x, y)
+            _REFERENCE_RUN[mode] = (
+                distiller.evaluate(x, targets, batch_size=len(x), verbose=0),
+                train_one_epoch(distiller, mode, x, y),
+            )
+        targets = _REFERENCE_RUN["cached_targets"] = targets_for("cached", distiller.teacher, x, y)
+        _REFERENCE_RUN["evaluate"] = distiller.evaluate(
+            x, targets, batch_size=BATCH, verbose=0, return_dict=True
+        )
+    return _REFERENCE_RUN
+
+
 def assert_same_run(run, reference, rtol=1e-5, atol=1e-5):
     (history, weights), (ref_history, ref_weights) = run, reference
     assert set(history) == set(ref_history)
@@ -97,7 +123,7 @@ def two_cpu_strategy():
 def test_mirrored_strategy_matches_one_device(toy_data, build):
     """One epoch online, then one epoch on cached targets, on one device and on two."""
     x, y = toy_data
-    single = build()
+    single = reference_run(x, y, build)
     strategy = two_cpu_strategy()
     assert strategy.num_replicas_in_sync == 2
     with strategy.scope():
@@ -105,11 +131,9 @@ def test_mirrored_strategy_matches_one_device(toy_data, build):
     # Each replica sees half of every batch; the gradients are summed across replicas.
     # Same loss and same weights mean the per-replica losses were scaled correctly.
     for mode in MODES:
-        reference = train_one_epoch(single, mode, x, y)
-        assert_same_run(train_one_epoch(mirrored, mode, x, y), reference)
+        assert_same_run(train_one_epoch(mirrored, mode, x, y), single[mode][1])
     # evaluate reduces across replicas too: the same numbers as on one device
-    targets = targets_for("cached", single.teacher, x, y)
-    ev_single = single.evaluate(x, targets, batch_size=BATCH, verbose=0, return_dict=True)
+    targets, ev_single = single["cached_targets"], single["evaluate"]
     ev_mirrored = mirrored.evaluate(x, targets, batch_size=BATCH, verbose=0, return_dict=True)
     assert set(ev_mirrored) == set(ev_single) == {"loss", "student_loss", "distillation_loss"}
     for key in ev_single:
@@ -125,39 +149,21 @@ def test_mirrored_strategy_matches_one_device(toy_data, build):
 def test_jit_compile_trains_like_the_uncompiled_model(toy_data, build):
     """One epoch online, then one epoch on cached targets, with and without XLA."""
     x, y = toy_data
-    plain, jitted = build(jit_compile=False), build(jit_compile=True)
+    plain, jitted = reference_run(x, y, build), build(jit_compile=True)
     assert jitted.jit_compile
     for mode in MODES:
-        reference = train_one_epoch(plain, mode, x, y)
+        reference = plain[mode][1]
         assert_same_run(train_one_epoch(jitted, mode, x, y), reference, rtol=1e-4, atol=1e-5)
 
 
 # ---------------------------------------------------------------- mixed precision
-_FLOAT32_RUN: dict[str, object] = {}
-
-
-def float32_run(x, y, build):
-    """The reference of both policies, in float32: the logits, then for each mode in turn
-    the loss before and the run of one epoch of training."""
-    if not _FLOAT32_RUN:
-        distiller = build()
-        _FLOAT32_RUN["logits"] = distiller.predict(x, verbose=0)
-        for mode in MODES:
-            targets = targets_for(mode, distiller.teacher, x, y)
-            _FLOAT32_RUN[mode] = (
-                distiller.evaluate(x, targets, batch_size=len(x), verbose=0),
-                train_one_epoch(distiller, mode, x, y),
-            )
-    return _FLOAT32_RUN
-
-
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
 def test_mixed_precision_trains_like_float32(policy, toy_data, build):
     """The loss is computed in float32, and each epoch (online, then cached) in half
     precision lands near the float32 one. mixed_float16 is meant for GPUs, but its numerics
     (and Keras' automatic loss scaling) are the same on a CPU, so it is checked here too."""
     x, y = toy_data
-    reference = float32_run(x, y, build)
+    reference = reference_run(x, y, build)
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(policy)
     try:

@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 import pytest
+from helpers import small_fast_data
 from reference import write_learnable_mnist
 
 from kdlib import cli, sweep
@@ -137,10 +138,7 @@ def test_bad_flags_exit_2_with_one_line_before_training(argv, fragment, capsys, 
 
 
 def test_cli_sweep_end_to_end(tmp_path, monkeypatch, capsys):
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    write_learnable_mnist(data_dir / "mnist.npz", n_train=6500, n_test=2000)
-    monkeypatch.setenv("KDLIB_DATA_DIR", str(data_dir))
+    small_fast_data(monkeypatch, tmp_path / "data")  # fast mode on a tenth of its images
     monkeypatch.delenv("KDLIB_FAST", raising=False)
     common = [
         "sweep",
