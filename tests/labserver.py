@@ -157,7 +157,7 @@ class LabServer:
                     f"{' '.join(self.argv)} exited with {self.process and self.process.poll()} "
                     f"before it answered:\n{self.log()}"
                 )
-            if self._found.wait(timeout=0.5):
+            if self._found.wait(timeout=0.1):
                 try:
                     self.get_json("/api/status", timeout=5)
                     return

@@ -41,7 +41,7 @@ SERVER = textwrap.dedent(
 
 
 def _server(mode: str) -> LabServer:
-    return LabServer([sys.executable, "-c", SERVER, mode], cwd=".", stop_timeout=1)
+    return LabServer([sys.executable, "-c", SERVER, mode], cwd=".", stop_timeout=0.3)
 
 
 def test_finds_the_printed_url_and_answers_with_the_token():
@@ -75,7 +75,7 @@ def test_a_server_that_exits_early_is_reported_with_its_output():
 
 def test_a_server_that_never_answers_times_out():
     silent = [sys.executable, "-c", "import time; time.sleep(60)"]
-    with LabServer(silent, ".", stop_timeout=1) as lab:
+    with LabServer(silent, ".", stop_timeout=0.3) as lab:
         with pytest.raises(LabServerError, match="did not answer on 127.0.0.1 within 1 s"):
             lab.wait_ready(timeout=1)
     assert lab.process.returncode is not None
