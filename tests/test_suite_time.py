@@ -1,0 +1,51 @@
+"""benchmarks/suite_time.py refuses bad arguments before it checks anything out or runs a
+suite (running it takes minutes: its numbers are in the closing note of issue 8)."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+
+import pytest
+from helpers import ROOT
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("suite_time", ROOT / "benchmarks/suite_time.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def worktrees() -> str:
+    return subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True, check=True
+    ).stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--baseline", "no-such-revision"], "--baseline 'no-such-revision' is not a commit"),
+        (["--rounds", "0"], "--rounds 0: must be at least 1"),
+        (["--workers", "-1"], "--workers -1: must be 0 (one process) or more"),
+        (["--baseline-workers", "-2"], "--baseline-workers -2: must be 0"),
+    ],
+)
+def test_bad_arguments_exit_2_naming_the_value_and_leave_no_worktree(
+    bench, argv, fragment, capsys
+):
+    before = worktrees()
+    with pytest.raises(SystemExit) as done:
+        bench.main(argv)
+    assert done.value.code == 2
+    assert fragment in capsys.readouterr().err
+    assert worktrees() == before
+
+
+def test_commands_run_each_suite_as_its_make_test_does(bench):
+    serial = bench.pytest_command([], 0, deselect_browser=False)
+    assert serial[-3:] == ["-p", "no:xdist", "tests"]
+    workers = bench.pytest_command(["tests/test_losses.py"], 2, deselect_browser=True)
+    assert workers[-5:] == ["-n", "2", "-m", "not browser", "tests/test_losses.py"]
