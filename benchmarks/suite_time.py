@@ -90,7 +90,7 @@ def timed(command: list[str], tree: Path) -> dict:
     return {
         "seconds": round(seconds, 2),
         "summary": lines[-1].strip("= "),
-        "load": [load_before, os.getloadavg()[0]],
+        "load": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
 
 
