@@ -28,6 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 #: The revision issue 8 describes ("the unit suite runs in half its current time").
 ISSUE_8_BASELINE = "5218cc7"
+#: The longest one suite may run (seconds): a hung test ends the benchmark with an error.
+RUN_TIMEOUT_S = 1800
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -82,7 +84,12 @@ def timed(command: list[str], tree: Path) -> dict:
     env = dict(os.environ, KDLIB_FAST="1", PYTHONPATH=str(tree), TF_CPP_MIN_LOG_LEVEL="2")
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
-    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
+    try:
+        done = subprocess.run(
+            command, cwd=tree, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired:
+        raise SystemExit(f"{' '.join(command)} ran past {RUN_TIMEOUT_S} s in {tree}") from None
     seconds = time.perf_counter() - start
     lines = done.stdout.strip().splitlines() or ["(no output)"]
     if done.returncode != 0:

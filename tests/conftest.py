@@ -112,11 +112,13 @@ def make_distiller(make_teacher, make_student):
 
 @pytest.fixture
 def no_training(monkeypatch):
-    """Fail the test if a command gets as far as loading data or training."""
-    from kdlib import experiment
+    """Fail the test if a command (``kdlib distill`` or ``kdlib sweep``) gets as far as
+    loading data or training."""
+    from kdlib import experiment, sweep
 
     def refuse(*args, **kwargs):
         raise AssertionError("training started although a flag was invalid")
 
     monkeypatch.setattr(experiment, "run_experiment", refuse)
     monkeypatch.setattr(experiment, "prepare_data", refuse)
+    monkeypatch.setattr(sweep, "run_sweep", refuse)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import subprocess
+import sys
 
 import pytest
 from helpers import ROOT
@@ -49,3 +50,10 @@ def test_commands_run_each_suite_as_its_make_test_does(bench):
     assert serial[-3:] == ["-p", "no:xdist", "tests"]
     workers = bench.pytest_command(["tests/test_losses.py"], 2, deselect_browser=True)
     assert workers[-5:] == ["-n", "2", "-m", "not browser", "tests/test_losses.py"]
+
+
+def test_a_suite_that_hangs_ends_the_benchmark_with_an_error(bench, monkeypatch, tmp_path):
+    monkeypatch.setattr(bench, "RUN_TIMEOUT_S", 0.5)
+    hang = [sys.executable, "-c", "import time; time.sleep(60)"]
+    with pytest.raises(SystemExit, match="ran past 0.5 s"):
+        bench.timed(hang, tmp_path)

@@ -107,15 +107,6 @@ def test_config_refuses_bad_grids():
         sweep.SweepConfig(temperatures=(), alphas=(0.1,))
 
 
-@pytest.fixture
-def no_training(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("training started although a flag was invalid")
-
-    monkeypatch.setattr(sweep, "run_sweep", refuse)
-    monkeypatch.setattr(ex, "prepare_data", refuse)
-
-
 @pytest.mark.parametrize(
     ("argv", "fragment"),
     [
