@@ -23,12 +23,15 @@ $(STAMP): pyproject.toml
 ## test: lint and formatting check, unit tests, then every notebook through nbval
 ##   Tests run on every core (pytest-xdist, at most 4 workers); TEST_WORKERS=0 runs them in
 ##   one process. Each notebook stays on one worker (--dist loadscope): its cells run in order.
+##   The unit tests run without the nbval plugin (it imports the Jupyter stack: ~1.5 s a
+##   process), a file to a worker (--dist loadfile: shared reference runs are computed once),
+##   the longest files first (tests/conftest.py), so that the workers finish together.
 TEST_WORKERS ?= auto
 XDIST := -n $(TEST_WORKERS) --maxprocesses=4
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest $(XDIST) -m 'not browser' tests
+	$(BIN)/python -m pytest $(XDIST) -m 'not browser' -p no:nbval --dist loadfile --no-loadscope-reorder tests
 	@# pytest exits 5 when it collects nothing (no notebooks yet): that is not a failure.
 	$(BIN)/python -m pytest $(XDIST) --dist loadscope --nbval-lax notebooks/ || [ $$? -eq 5 ]
 
@@ -75,7 +78,7 @@ notebooks: $(STAMP)
 ##   playwright drives; tests/browser_check.py says more. First the check's own test
 ##   (tests/test_browser_check.py: Run All waits for cells queued after an expected error).
 test-browser: $(STAMP)
-	$(BIN)/python -m pytest -q -m browser tests
+	$(BIN)/python -m pytest -q -m browser -p no:nbval tests
 	KDLIB_FAST=1 $(BIN)/python tests/browser_check.py $(NB)
 
 ## assignments: release the homework with nbgrader, autograde the solution and a blank copy

@@ -70,12 +70,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def pytest_command(files: list[str], workers: int, deselect_browser: bool) -> list[str]:
-    """``pytest`` on ``files`` (all of ``tests/`` if empty), in one process or on workers."""
+#: What ``make test`` gives pytest for this tree's unit suite (its Makefile), besides the
+#: workers: no nbval plugin (it imports the Jupyter stack in every process), each test file
+#: on one worker, in the order tests/conftest.py gives (longest first). tests/test_suite_time.py
+#: checks that the Makefile agrees.
+UNIT_FLAGS = ["-m", "not browser", "-p", "no:nbval"]
+UNIT_WORKER_FLAGS = ["--dist", "loadfile", "--no-loadscope-reorder"]
+
+
+def pytest_command(files: list[str], workers: int, this_tree: bool) -> list[str]:
+    """``pytest`` on ``files`` (all of ``tests/`` if empty), in one process or on workers,
+    with :data:`UNIT_FLAGS` for this tree (the baseline's ``make test`` gave none)."""
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
     command += ["-n", str(workers)] if workers else ["-p", "no:xdist"]
-    if deselect_browser:
-        command += ["-m", "not browser"]
+    if this_tree:
+        command += UNIT_FLAGS + (UNIT_WORKER_FLAGS if workers else [])
     return command + (files or ["tests"])
 
 
@@ -115,11 +124,11 @@ def main(argv: list[str] | None = None) -> int:
             suites = {
                 f"baseline {args.baseline}": (
                     base,
-                    pytest_command([], args.baseline_workers, deselect_browser=False),
+                    pytest_command([], args.baseline_workers, this_tree=False),
                 ),
                 "this tree" + (" (the baseline's files)" if args.same_files else ""): (
                     ROOT,
-                    pytest_command(files if args.same_files else [], args.workers, True),
+                    pytest_command(files if args.same_files else [], args.workers, this_tree=True),
                 ),
             }
             runs: dict[str, list[dict]] = {name: [] for name in suites}

@@ -2,19 +2,44 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import signal
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
 #: Data sizes of the end-to-end runs of fast mode in tests: a tenth of fast mode's own 5,000
 #: training, 1,000 validation and 2,000 test images. Only the sizes change, not the code path.
 SMALL_FAST_SIZES = {"train_size": 500, "val_size": 100, "test_size": 200}
+
+
+class Deferred:
+    """A module imported on first use of one of its public names, so that a test file can name
+    a slow import at the top without every pytest process paying for it at collection.
+
+    Names starting with ``_`` are not forwarded: pytest's collection probes each module-level
+    object for some (``__wrapped__``, ``_mock_name``), and that must not import the module.
+    Read-only: ``monkeypatch.setattr`` needs the module itself.
+    """
+
+    def __init__(self, load: Callable[[], types.ModuleType]) -> None:
+        object.__setattr__(self, "_load", load)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._load(), name)
+
+
+def lazy_import(name: str) -> Deferred:
+    """``import name``, done on first use (see :class:`Deferred`)."""
+    return Deferred(lambda: importlib.import_module(name))
 
 
 def load_script(name: str) -> types.ModuleType:
@@ -24,8 +49,17 @@ def load_script(name: str) -> types.ModuleType:
     spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses in the script look their module up
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
     return module
+
+
+def lazy_script(name: str) -> Deferred:
+    """:func:`load_script`, done on first use (see :class:`Deferred`)."""
+    return Deferred(lambda: load_script(name))
 
 
 def small_fast_data(monkeypatch, data_dir: Path) -> Path:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nbformat
 import pytest
-from helpers import load_script
+from helpers import lazy_import, load_script
+
+nbformat = lazy_import("nbformat")
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted((ROOT / "assignments" / "source").glob("*/*.ipynb"))

@@ -15,8 +15,10 @@ from __future__ import annotations
 import re
 import shutil
 
-import nbformat
 import pytest
+from helpers import lazy_import
+
+nbformat = lazy_import("nbformat")
 
 pytestmark = [
     pytest.mark.browser,

@@ -15,13 +15,13 @@ import types
 from pathlib import Path
 
 import pytest
-from helpers import load_script
+from helpers import lazy_script, load_script
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-sync = load_script("sync_notebooks")
+sync = lazy_script("sync_notebooks")
 parity = load_script("colab_parity")
 URL = "https://github.com/o/r"
 SPEC = "kdlib @ git+https://github.com/o/r@v9.8.7"

@@ -8,9 +8,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import nbformat
 import pytest
-from helpers import load_script
+from helpers import lazy_import, lazy_script
+
+nbformat = lazy_import("nbformat")
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(p for p in (ROOT / "notebooks").glob("*.ipynb"))
@@ -22,8 +23,8 @@ MIN_CHECKED_CELLS = 5
 RAISES_TAG = "raises-exception"
 
 
-sync = load_script("sync_notebooks")
-runner = load_script("run_notebooks")
+sync = lazy_script("sync_notebooks")
+runner = lazy_script("run_notebooks")
 notebook_params = pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 
 

@@ -11,11 +11,13 @@ import json
 import math
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pytest
+from helpers import lazy_import
 
 from kdlib import stats
+
+nbformat = lazy_import("nbformat")
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results" / "04_mnist_distillation.json"

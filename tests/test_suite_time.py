@@ -46,10 +46,25 @@ def test_bad_arguments_exit_2_naming_the_value_and_leave_no_worktree(
 
 
 def test_commands_run_each_suite_as_its_make_test_does(bench):
-    serial = bench.pytest_command([], 0, deselect_browser=False)
+    serial = bench.pytest_command([], 0, this_tree=False)
     assert serial[-3:] == ["-p", "no:xdist", "tests"]
-    workers = bench.pytest_command(["tests/test_losses.py"], 2, deselect_browser=True)
-    assert workers[-5:] == ["-n", "2", "-m", "not browser", "tests/test_losses.py"]
+    workers = bench.pytest_command(["tests/test_losses.py"], 2, this_tree=True)
+    assert workers[-10:] == [
+        "-n", "2", "-m", "not browser", "-p", "no:nbval", "--dist", "loadfile",
+        "--no-loadscope-reorder", "tests/test_losses.py",
+    ]  # fmt: skip
+    one_process = bench.pytest_command([], 0, this_tree=True)
+    assert one_process[-7:] == ["-p", "no:xdist", "-m", "not browser", "-p", "no:nbval", "tests"]
+    # the same flags as the unit-test line of this tree's Makefile
+    unit_line = next(
+        line
+        for line in (ROOT / "Makefile").read_text().splitlines()
+        if "-m pytest" in line and "'not browser'" in line
+    )
+    flags = " ".join(bench.UNIT_FLAGS + bench.UNIT_WORKER_FLAGS).replace(
+        "not browser", "'not browser'"
+    )
+    assert flags in unit_line, unit_line
 
 
 def test_a_suite_that_hangs_ends_the_benchmark_with_an_error(bench, monkeypatch, tmp_path):
