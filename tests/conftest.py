@@ -70,8 +70,8 @@ def _end_worker_now() -> None:
 LONGEST_FIRST = (
     "test_scaling.py",  # 8.7
     "test_experiment.py",  # 8.6
-    "test_distiller.py",  # 8.2
     "test_sweep_benchmarks.py",  # 7.6
+    "test_distiller.py",  # 6.3
     "test_stacked.py",  # 6.3
     "test_soft_targets.py",  # 4.6
     "test_reliability_distiller.py",  # 4.5
@@ -80,6 +80,13 @@ LONGEST_FIRST = (
     "test_export.py",  # 3.6
     "test_labserver.py",  # 2.7
     "test_runtime.py",  # 2.7
+    "test_widgets.py",  # 1.8
+    "test_reliability_data.py",  # 1.4
+    "test_notebooks.py",  # 1.2, most of it importing nbformat (then cheaper for the next ones)
+    "test_assignments.py",  # ditto
+    "test_results.py",  # ditto
+    "test_benchmark.py",  # 1.1
+    "test_cli.py",  # 1.0
 )
 
 

@@ -72,3 +72,11 @@ def test_a_suite_that_hangs_ends_the_benchmark_with_an_error(bench, monkeypatch,
     hang = [sys.executable, "-c", "import time; time.sleep(60)"]
     with pytest.raises(SystemExit, match="ran past 0.5 s"):
         bench.timed(hang, tmp_path)
+
+
+def test_the_longest_first_order_names_test_files_that_exist():
+    from conftest import LONGEST_FIRST
+
+    missing = [name for name in LONGEST_FIRST if not (ROOT / "tests" / name).is_file()]
+    assert not missing, f"tests/conftest.py LONGEST_FIRST names files that are gone: {missing}"
+    assert len(set(LONGEST_FIRST)) == len(LONGEST_FIRST)
