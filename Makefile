@@ -50,7 +50,7 @@ $(BACKENDS_STAMP): $(STAMP)
 test-backends: $(BACKENDS_STAMP)
 	set -e; for backend in $(BACKENDS); do \
 	  echo "== KERAS_BACKEND=$$backend"; \
-	  KERAS_BACKEND=$$backend $(BIN)/python -m pytest -q $(BACKEND_TESTS); \
+	  KERAS_BACKEND=$$backend $(BIN)/python -m pytest -q -p no:nbval $(BACKEND_TESTS); \
 	done
 
 ## test-colab: kdlib and every notebook in a copy of Colab's runtime (Python 3.13, its pins)

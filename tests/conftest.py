@@ -82,9 +82,9 @@ LONGEST_FIRST = (
     "test_runtime.py",  # 2.7
     "test_widgets.py",  # 1.8
     "test_reliability_data.py",  # 1.4
-    "test_notebooks.py",  # 1.2, most of it importing nbformat (then cheaper for the next ones)
-    "test_assignments.py",  # ditto
-    "test_results.py",  # ditto
+    "test_notebooks.py",  # 1.2: the first of these three on a worker imports nbformat (1 s)
+    "test_assignments.py",
+    "test_results.py",
     "test_benchmark.py",  # 1.1
     "test_cli.py",  # 1.0
 )

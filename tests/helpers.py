@@ -25,7 +25,7 @@ class Deferred:
 
     Names starting with ``_`` are not forwarded: pytest's collection probes each module-level
     object for some (``__wrapped__``, ``_mock_name``), and that must not import the module.
-    Read-only: ``monkeypatch.setattr`` needs the module itself.
+    Read-only: patch the module itself (setting a name here would patch nothing).
     """
 
     def __init__(self, load: Callable[[], types.ModuleType]) -> None:
@@ -35,6 +35,12 @@ class Deferred:
         if name.startswith("_"):
             raise AttributeError(name)
         return getattr(self._load(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise TypeError(f"cannot set {name!r} on a deferred module: patch the module itself")
+
+    def __delattr__(self, name: str) -> None:
+        raise TypeError(f"cannot delete {name!r} from a deferred module: patch the module itself")
 
 
 def lazy_import(name: str) -> Deferred:

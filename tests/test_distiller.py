@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.abc
 import sys
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import keras
 import numpy as np
@@ -242,28 +244,40 @@ def test_distiller_round_trip(tmp_path, toy_data, make_distiller):
 
 
 class _NoKdlib(importlib.abc.MetaPathFinder):
-    """An import hook under which ``import kdlib`` (and any kdlib module) fails."""
+    """An import hook under which ``import kdlib`` (and any kdlib module) fails; it records
+    the names it refused."""
+
+    def __init__(self) -> None:
+        self.refused: list[str] = []
 
     def find_spec(self, name, path, target=None):
         if name.partition(".")[0] == "kdlib":
+            self.refused.append(name)
             raise ModuleNotFoundError(f"No module named {name!r} (hidden by the test)", name=name)
         return None
 
 
-def without_kdlib(monkeypatch) -> None:
-    """Until the test ends: kdlib neither imported nor importable, and none of its classes
-    registered with Keras (as in a Python that never had kdlib)."""
-    for name in [m for m in sys.modules if m.partition(".")[0] == "kdlib"]:
-        monkeypatch.delitem(sys.modules, name)
-    monkeypatch.setattr(sys, "meta_path", [_NoKdlib(), *sys.meta_path])
-    registered = keras.saving.get_custom_objects()
-    for name in [k for k in registered if k.startswith("kdlib>")]:
-        monkeypatch.delitem(registered, name)
+@contextmanager
+def kdlib_hidden() -> Iterator[list[str]]:
+    """Inside: kdlib neither imported nor importable, and none of its classes registered with
+    Keras, as in a Python that never had kdlib. Yields the kdlib imports that were refused."""
+    finder = _NoKdlib()
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [m for m in sys.modules if m.partition(".")[0] == "kdlib"]:
+            patch.delitem(sys.modules, name)
+        registered = keras.saving.get_custom_objects()
+        for name in [k for k in registered if k.startswith("kdlib>")]:
+            patch.delitem(registered, name)
+        sys.meta_path.insert(0, finder)
+        try:
+            yield finder.refused
+        finally:
+            sys.meta_path.remove(finder)
 
 
-def test_student_loads_without_kdlib(tmp_path, toy_data, make_distiller, monkeypatch):
+def test_student_loads_without_kdlib(tmp_path, toy_data, make_distiller):
     """A saved student is a plain Keras model: it loads and predicts the same logits with
-    kdlib neither imported nor importable."""
+    kdlib neither imported nor importable, and loading never tries to import it."""
     x, _ = toy_data
     student = make_distiller().student
     path = tmp_path / "student.keras"
@@ -271,20 +285,23 @@ def test_student_loads_without_kdlib(tmp_path, toy_data, make_distiller, monkeyp
     with zipfile.ZipFile(path) as zf:
         assert "kdlib" not in zf.read("config.json").decode()
     expected = np_logits(student, x)
-    without_kdlib(monkeypatch)
-    loaded = keras.models.load_model(path)
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
-    assert not any(m.partition(".")[0] == "kdlib" for m in sys.modules), "kdlib was imported"
+    with kdlib_hidden() as refused:
+        logits = keras.models.load_model(path).predict(x, verbose=0)
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-6)
+    assert refused == [], f"loading the student tried to import {refused}"
 
 
-def test_without_kdlib_really_hides_it(tmp_path, toy_data, make_distiller, monkeypatch):
-    """The check above can fail: a file that needs kdlib does not load under it."""
+def test_kdlib_hidden_really_hides_it(tmp_path, toy_data, make_distiller):
+    """The check above can fail: a file that needs kdlib does not load while it is hidden,
+    and loads again afterwards."""
     distiller = make_distiller()
     distiller(toy_data[0][:2])  # built, so that it saves its weights
-    path = tmp_path / "distiller.keras"
+    path = tmp_path / "model.keras"
     distiller.save(path)
-    without_kdlib(monkeypatch)
-    with pytest.raises(Exception, match="kdlib"):
-        keras.models.load_model(path)
-    with pytest.raises(ModuleNotFoundError):
-        import kdlib  # noqa: F401
+    with kdlib_hidden() as refused:
+        with pytest.raises(TypeError, match="Could not locate class 'Distiller'"):
+            keras.models.load_model(path)
+        with pytest.raises(ModuleNotFoundError):
+            import kdlib  # noqa: F401
+    assert refused == ["kdlib"]
+    assert isinstance(keras.models.load_model(path), Distiller)
