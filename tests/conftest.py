@@ -31,7 +31,7 @@ def pytest_configure(config) -> None:
     if getattr(config.option, "numprocesses", None) and not worker:
         return  # the pytest-xdist controller runs no test: only its workers need TensorFlow
     _two_logical_cpus()
-    if worker:  # registered after TensorFlow's own exit handlers, so it runs before them
+    if worker:  # registered after TensorFlow's exit handlers (if any), so it runs first
         atexit.register(_end_worker_now)
 
 

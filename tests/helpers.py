@@ -48,11 +48,11 @@ def lazy_import(name: str) -> Deferred:
     return Deferred(lambda: importlib.import_module(name))
 
 
-def load_script(name: str) -> types.ModuleType:
-    """``scripts/<name>.py`` as a module, loaded once (registered in ``sys.modules``)."""
+def load_script(name: str, folder: str = "scripts") -> types.ModuleType:
+    """``<folder>/<name>.py`` as a module, loaded once (registered in ``sys.modules``)."""
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, ROOT / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses in the script look their module up
     try:

@@ -3,20 +3,16 @@ suite (running it takes minutes: its numbers are in the closing note of issue 8)
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("suite_time", ROOT / "benchmarks/suite_time.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("suite_time", folder="benchmarks")
 
 
 def worktrees() -> str:
