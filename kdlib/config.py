@@ -11,7 +11,6 @@ import os
 from typing import TypeVar
 
 __all__ = [
-    "FAST_ENV_VAR",
     "fast_mode",
     "pick",
 ]

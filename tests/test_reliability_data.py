@@ -17,7 +17,6 @@ from helpers import time_limit
 from reference import write_fake_mnist
 
 import kdlib.data as data
-import kdlib.mnist_file as mnist_file
 
 # The offline copy that .ci/run (and the developer) point KDLIB_DATA_DIR at.
 SHARED_MNIST = Path(os.environ.get("KDLIB_DATA_DIR", "/nonexistent")) / "mnist.npz"
@@ -68,7 +67,7 @@ def test_download_through_a_silent_proxy_gives_up_and_says_where_to_put_the_file
     """A proxy that accepts and never answers used to hang load_mnist forever."""
     for var in ("http_proxy", "https_proxy"):
         monkeypatch.setenv(var, silent_server)
-    monkeypatch.setattr(mnist_file, "DOWNLOAD_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(data, "DOWNLOAD_TIMEOUT_S", 0.3)
     start = time.monotonic()
     with time_limit(30), pytest.raises(FileNotFoundError) as err:
         data.load_mnist()

@@ -1,4 +1,4 @@
-"""kdlib.stacked: the stacked students' loss against numpy, and the equivalence of training
+"""kdlib.sweep.stacked: the stacked students' loss against numpy, and the equivalence of training
 N students stacked with training each alone with kdlib.Distiller (same initial weights, same
 batches), for SGD and for Adam."""
 
@@ -11,7 +11,7 @@ from reference import np_total_loss
 
 from kdlib import Distiller, models
 from kdlib.soft_targets import LABELS_KEY, TEACHER_LOGITS_KEY
-from kdlib.stacked import StackedStudents
+from kdlib.sweep.stacked import StackedStudents
 
 HIDDEN = (12, 8)
 # (temperature, alpha): pure distillation, a mix, mostly labels, and labels only (scratch).

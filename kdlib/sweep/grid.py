@@ -4,7 +4,7 @@
 (``prepare_data``, ``train_teacher``), caches the teacher's logits once
 (:func:`kdlib.soft_targets.cache_soft_targets`), then trains every student of the grid, plus
 a scratch baseline (``alpha = 1``: labels only) per seed, as one
-:class:`kdlib.stacked.StackedStudents` model: the gradients are exactly those of separate
+:class:`kdlib.sweep.stacked.StackedStudents` model: the gradients are exactly those of separate
 trainings, in a fraction of the time. All students of one seed start from the same initial
 weights (a :func:`kdlib.models.mlp` built after ``keras.utils.set_random_seed(seed)``), and
 all students see the same batches, so each distilled student is paired with its seed's
@@ -31,9 +31,10 @@ import keras
 import numpy as np
 
 from kdlib import config as kdconfig
-from kdlib import experiment, models, report, validate
+from kdlib import experiment, models, validate
+from kdlib.experiment import report
 from kdlib.soft_targets import cache_soft_targets
-from kdlib.stacked import StackedStudents
+from kdlib.sweep.stacked import StackedStudents
 
 __all__ = [
     "FULL_GRID",
