@@ -18,7 +18,7 @@ import pytest
 from helpers import lazy_script, load_script
 from packaging.requirements import Requirement
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 sync = lazy_script("sync_notebooks")
