@@ -40,7 +40,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from kdlib import models, validate
+from kdlib import losses, models, validate
 from kdlib.distiller import LABELS_KEY, TEACHER_LOGITS_KEY
 
 __all__ = [
@@ -224,13 +224,13 @@ class StackedStudents(keras.Model):
             flat_labels, ops.reshape(s, (-1, k)), from_logits=True
         )
         ce = ops.mean(ops.reshape(ce, (-1, n)), axis=0)
+        # T_n^2 KL of every (example, student) pair: kdlib.losses' formula, each student at
+        # its own temperature (shape (num_students, 1) broadcasts over the classes).
         temps = ops.convert_to_tensor(np.asarray(self.temperatures, "float32"))[:, None]
-        log_p = ops.log_softmax(ops.expand_dims(t, 1) / temps, axis=-1)
-        log_q = ops.log_softmax(s / temps, axis=-1)
-        kl = ops.mean(ops.sum(ops.exp(log_p) * (log_p - log_q), axis=-1), axis=0)
+        t_each = ops.broadcast_to(ops.expand_dims(t, 1), ops.shape(s))
+        soft = ops.mean(losses._t2_kl_from_logits(t_each, s, temps), axis=0)
         alphas = ops.convert_to_tensor(np.asarray(self.alphas, "float32"))
-        squared = ops.convert_to_tensor(np.square(self.temperatures).astype("float32"))
-        return alphas * ce + (1.0 - alphas) * squared * kl
+        return alphas * ce + (1.0 - alphas) * soft
 
     # ------------------------------------------------------------------ per-student access
     def accuracies(self, x: Any, y: Any, batch_size: int = 1000) -> np.ndarray:
