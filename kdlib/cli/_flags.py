@@ -1,25 +1,20 @@
 """What the ``kdlib`` command's two commands share: the one-line-error parser, flag types
-that apply :mod:`kdlib.validate` rules, the ``--fast`` switch and the exit on a bad flag.
-
-Light on purpose: nothing here imports TensorFlow, so ``kdlib --help`` and every flag check
-answer at once.
+that apply :mod:`kdlib.validate` rules, the model names and the exit on a bad flag.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
+
+from kdlib.experiment.config import STUDENTS, TEACHERS
 
 T = TypeVar("T")
 
-# The names of kdlib.experiment.TEACHERS and STUDENTS (a test keeps them in step), so that
-# `kdlib --help` and flag errors answer without importing TensorFlow.
-TEACHER_CHOICES = ("cnn", "mlp")
-STUDENT_CHOICES = ("mlp", "cnn")
+TEACHER_CHOICES = tuple(TEACHERS)
+STUDENT_CHOICES = tuple(STUDENTS)
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -45,25 +40,6 @@ def _flag(
             raise argparse.ArgumentTypeError(str(err)) from None
 
     return convert
-
-
-@contextlib.contextmanager
-def _fast_mode(enabled: bool) -> Iterator[None]:
-    """Set ``KDLIB_FAST=1`` while the block runs if ``enabled`` (restored afterwards)."""
-    if not enabled:
-        yield
-        return
-    from kdlib.config import FAST_ENV_VAR
-
-    previous = os.environ.get(FAST_ENV_VAR)
-    os.environ[FAST_ENV_VAR] = "1"
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ[FAST_ENV_VAR]
-        else:
-            os.environ[FAST_ENV_VAR] = previous
 
 
 def _fail(message: str, command: str = "distill") -> NoReturn:

@@ -10,14 +10,22 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from kdlib import validate
-from kdlib.cli._flags import STUDENT_CHOICES, TEACHER_CHOICES, _fail, _fast_mode, _flag
+from kdlib.cli._flags import STUDENT_CHOICES, TEACHER_CHOICES, _fail, _flag
+from kdlib.experiment.config import FAST_SETTINGS, ExperimentConfig
 
 if TYPE_CHECKING:
     from kdlib.experiment.report import ExperimentResult
 
-#: The full run's number of seeds (kdlib.experiment.config.ExperimentConfig.seeds; a test
-#: keeps them in step), for checking --seed before TensorFlow is imported.
-DEFAULT_SEEDS = 5
+#: The full run's number of seeds, the most a default run trains (--seed is checked with it).
+DEFAULT_SEEDS = ExperimentConfig.seeds
+
+
+def _default(name: str, note: str = "") -> str:
+    """``default: 4`` (and ``, fast 2``), read from :class:`ExperimentConfig`."""
+    text = f"default: {getattr(ExperimentConfig, name):g}{note}"
+    return text + (f", fast {FAST_SETTINGS[name]:g}" if name in FAST_SETTINGS else "")
+
+
 # kdlib.export.QUANTIZE_CHOICES, with float32 standing for None.
 LITERT_QUANTIZE = ("int8", "dynamic", "float32")
 #: Training images that calibrate an int8 export (--litert-quantize int8).
@@ -43,70 +51,69 @@ def add_distill_parser(commands: Any) -> None:
     distill.add_argument(
         "--teacher",
         choices=TEACHER_CHOICES,
-        default="cnn",
-        help="teacher architecture (default: cnn)",
+        default=ExperimentConfig.teacher,
+        help=f"teacher architecture (default: {ExperimentConfig.teacher})",
     )
     distill.add_argument(
         "--student",
         choices=STUDENT_CHOICES,
-        default="mlp",
-        help="student architecture (default: mlp, 50 hidden units)",
+        default=ExperimentConfig.student,
+        help=f"student architecture (default: {ExperimentConfig.student}, 50 hidden units)",
     )
     distill.add_argument(
         "--temperature",
         type=_flag(validate.temperature, float, name="--temperature"),
         default=None,
-        help="distillation temperature T > 0 (default: 4)",
+        help=f"distillation temperature T > 0 ({_default('temperature')})",
     )
     distill.add_argument(
         "--alpha",
         type=_flag(validate.alpha, float, name="--alpha"),
         default=None,
-        help="weight of the hard-label loss, in [0, 1] (default: 0.3)",
+        help=f"weight of the hard-label loss, in [0, 1] ({_default('alpha')})",
     )
     distill.add_argument(
         "--epochs",
         type=_flag(validate.positive_int, int, name="--epochs"),
         default=None,
-        help="most epochs of each student (default: 40, fast 3)",
+        help=f"most epochs of each student ({_default('epochs')})",
     )
     distill.add_argument(
         "--teacher-epochs",
         type=_flag(validate.positive_int, int, name="--teacher-epochs"),
         default=None,
-        help="most epochs of the teacher (default: 8, fast 2)",
+        help=f"most epochs of the teacher ({_default('teacher_epochs')})",
     )
     distill.add_argument(
         "--patience",
         type=_flag(validate.positive_int, int, name="--patience"),
         default=None,
         help="stop a model after N epochs without a better validation accuracy, keeping "
-        "its best epoch (default: 5)",
+        f"its best epoch ({_default('patience')})",
     )
     distill.add_argument(
         "--label-smoothing",
         type=_flag(validate.label_smoothing, float, name="--label-smoothing"),
         default=None,
-        help="label smoothing of the control student, in [0, 1) (default: 0.1)",
+        help=f"label smoothing of the control student, in [0, 1) ({_default('label_smoothing')})",
     )
     distill.add_argument(
         "--batch-size",
         type=_flag(validate.positive_int, int, name="--batch-size"),
         default=None,
-        help="mini-batch size (default: 128)",
+        help=f"mini-batch size ({_default('batch_size')})",
     )
     distill.add_argument(
         "--seeds",
         type=_flag(validate.positive_int, int, name="--seeds"),
         default=None,
-        help=f"train the students N times with seeds seed..seed+N-1, paired (default: "
-        f"{DEFAULT_SEEDS}, fast 2)",
+        help=f"train the students N times with seeds seed..seed+N-1, paired ({_default('seeds')})",
     )
     distill.add_argument(
         "--seed",
         type=_flag(validate.seed, int, name="--seed"),
-        default=0,
-        help="first seed (default: 0)",
+        default=ExperimentConfig.seed,
+        help=f"first seed ({_default('seed')})",
     )
     distill.add_argument(
         "--fast",
@@ -171,7 +178,7 @@ def _check_flags(args: argparse.Namespace) -> None:
 
 def _distill(args: argparse.Namespace) -> int:
     _check_flags(args)
-    # Keras and TensorFlow are imported only once every flag and path looks sane.
+    # Nothing trains until every flag and path looks sane.
     from kdlib import experiment, io
     from kdlib.experiment import conclusions, report
 
@@ -184,24 +191,24 @@ def _distill(args: argparse.Namespace) -> int:
     messages = []
     with io.OutputSet() as outputs:
         staged_student = None if args.save_student is None else outputs.stage(args.save_student)
-        with _fast_mode(args.fast):
-            try:
-                config = experiment.ExperimentConfig.default(
-                    teacher=args.teacher,
-                    student=args.student,
-                    temperature=args.temperature,
-                    alpha=args.alpha,
-                    label_smoothing=args.label_smoothing,
-                    epochs=args.epochs,
-                    teacher_epochs=args.teacher_epochs,
-                    patience=args.patience,
-                    batch_size=args.batch_size,
-                    seeds=args.seeds,
-                    seed=args.seed,
-                )
-            except ValueError as err:
-                _fail(str(err))
-            result = experiment.run_experiment(config, save_student=staged_student)
+        try:
+            config = experiment.ExperimentConfig.default(
+                fast=args.fast or None,
+                teacher=args.teacher,
+                student=args.student,
+                temperature=args.temperature,
+                alpha=args.alpha,
+                label_smoothing=args.label_smoothing,
+                epochs=args.epochs,
+                teacher_epochs=args.teacher_epochs,
+                patience=args.patience,
+                batch_size=args.batch_size,
+                seeds=args.seeds,
+                seed=args.seed,
+            )
+        except ValueError as err:
+            _fail(str(err))
+        result = experiment.run_experiment(config, save_student=staged_student)
         print()
         print(report.format_table(result))
         print()

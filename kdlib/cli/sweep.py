@@ -8,7 +8,18 @@ import os
 from typing import Any
 
 from kdlib import validate
-from kdlib.cli._flags import TEACHER_CHOICES, _fail, _fast_mode, _flag
+from kdlib.cli._flags import TEACHER_CHOICES, _fail, _flag
+from kdlib.experiment.config import FAST_SETTINGS, ExperimentConfig
+from kdlib.sweep.grid import FAST_GRID, FULL_GRID
+
+
+def _grid(name: str) -> str:
+    """``1 2 4, fast 2 8``: a setting of the full grid and of the fast one."""
+
+    def words(value: object) -> str:
+        return " ".join(f"{v:g}" for v in value) if isinstance(value, tuple) else f"{value:g}"
+
+    return f"{words(FULL_GRID[name])}, fast {words(FAST_GRID[name])}"
 
 
 def add_sweep_parser(commands: Any) -> None:
@@ -32,7 +43,7 @@ def add_sweep_parser(commands: Any) -> None:
         nargs="+",
         default=None,
         metavar="T",
-        help="temperatures (default: 1 2 4 8 20)",
+        help=f"temperatures (default: {_grid('temperatures')})",
     )
     sweep.add_argument(
         "--alphas",
@@ -40,16 +51,16 @@ def add_sweep_parser(commands: Any) -> None:
         nargs="+",
         default=None,
         metavar="ALPHA",
-        help="weights of the hard-label loss (default: 0 0.1 0.5 0.9)",
+        help=f"weights of the hard-label loss (default: {_grid('alphas')})",
     )
     sweep.add_argument(
-        "--seeds", type=positive, default=None, help="seeds per cell (default: 3, fast 2)"
+        "--seeds", type=positive, default=None, help=f"seeds per cell (default: {_grid('seeds')})"
     )
     sweep.add_argument(
         "--seed",
         type=_flag(validate.non_negative_int, int, name="--seed"),
-        default=0,
-        help="first seed (default: 0)",
+        default=ExperimentConfig.seed,
+        help=f"first seed (default: {ExperimentConfig.seed})",
     )
     sweep.add_argument(
         "--hidden",
@@ -62,20 +73,21 @@ def add_sweep_parser(commands: Any) -> None:
     sweep.add_argument(
         "--teacher",
         choices=TEACHER_CHOICES,
-        default="cnn",
-        help="teacher architecture (default: cnn)",
+        default=ExperimentConfig.teacher,
+        help=f"teacher architecture (default: {ExperimentConfig.teacher})",
     )
     sweep.add_argument(
         "--epochs",
         type=_flag(validate.positive_int, int, name="--epochs"),
         default=None,
-        help="epochs of every student (default: 30, fast 3)",
+        help=f"epochs of every student (default: {_grid('epochs')})",
     )
     sweep.add_argument(
         "--teacher-epochs",
         type=_flag(validate.positive_int, int, name="--teacher-epochs"),
         default=None,
-        help="epochs of the teacher (default: 8, fast 2)",
+        help="epochs of the teacher (default: "
+        f"{ExperimentConfig.teacher_epochs}, fast {FAST_SETTINGS['teacher_epochs']})",
     )
     sweep.add_argument(
         "--load-teacher",
@@ -123,31 +135,31 @@ def _sweep(args: argparse.Namespace) -> int:
                 validate.output_path(path, suffix=suffix, name=flag)
             except ValueError as err:
                 _fail(str(err), "sweep")
-    # Keras and TensorFlow are imported only once every flag and path looks sane.
+    # Nothing trains until every flag and path looks sane.
     from kdlib.sweep import grid as sweep
 
-    with _fast_mode(args.fast):
-        try:
-            config = sweep.SweepConfig.default(
-                temperatures=args.temperatures,
-                alphas=args.alphas,
-                hidden=args.hidden,
-                teacher=args.teacher,
-                epochs=args.epochs,
-                teacher_epochs=args.teacher_epochs,
-                seeds=args.seeds,
-                seed=args.seed,
-                verbose=2,
-            )
-        except ValueError as err:
-            _fail(str(err), "sweep")
-        teacher = None
-        if args.load_teacher is not None:
-            import keras
+    try:
+        config = sweep.SweepConfig.default(
+            fast=args.fast or None,
+            temperatures=args.temperatures,
+            alphas=args.alphas,
+            hidden=args.hidden,
+            teacher=args.teacher,
+            epochs=args.epochs,
+            teacher_epochs=args.teacher_epochs,
+            seeds=args.seeds,
+            seed=args.seed,
+            verbose=2,
+        )
+    except ValueError as err:
+        _fail(str(err), "sweep")
+    teacher = None
+    if args.load_teacher is not None:
+        import keras
 
-            teacher = keras.models.load_model(args.load_teacher)
-        result = sweep.run_sweep(config, teacher=teacher)
-        payload = result.to_json_dict()
+        teacher = keras.models.load_model(args.load_teacher)
+    result = sweep.run_sweep(config, teacher=teacher)
+    payload = result.to_json_dict()
 
     print()
     print(sweep.format_summary(result))

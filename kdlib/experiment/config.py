@@ -133,17 +133,18 @@ class ExperimentConfig:
         validate.one_of(self.verbose, VERBOSE_VALUES, "verbose")
 
     @classmethod
-    def default(cls, **overrides: Any) -> ExperimentConfig:
-        """The full configuration, or the fast one when ``KDLIB_FAST=1``, plus ``overrides``.
+    def default(cls, *, fast: bool | None = None, **overrides: Any) -> ExperimentConfig:
+        """The full configuration, or the fast one, plus ``overrides``.
 
-        Overrides that are None keep the default. Fast mode changes :data:`FAST_SETTINGS`
-        only; the code path is the same.
+        ``fast`` chooses (``kdlib distill --fast``); None reads ``KDLIB_FAST``
+        (:func:`kdlib.config.pick`). Overrides that are None keep the default. Fast mode
+        changes :data:`FAST_SETTINGS` only; the code path is the same.
         """
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = set(overrides) - set(names)
         if unknown:
             raise TypeError(f"unknown setting(s) {sorted(unknown)}; the settings are {names}.")
-        settings = dict(kdconfig.pick(full={}, fast=FAST_SETTINGS))
+        settings = dict(kdconfig.pick(full={}, fast=FAST_SETTINGS, enabled=fast))
         settings.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**settings)
 
