@@ -11,7 +11,7 @@ kernel starts under `bubblewrap <https://github.com/containers/bubblewrap>`_ (De
   read-write, where nbgrader has copied the assignment's released files), and read-only the
   Python installation, the ``kdlib`` package, the MNIST file and the system libraries (``/usr``);
   the notebook being graded, which holds the hidden tests, reads as an empty file;
-- writes only its own folder and a private ``/tmp`` (and ``$HOME``) that vanish with it;
+- writes only its own folder and a private ``$TMPDIR`` and ``$HOME`` that vanish with it;
 - has no network (a new network namespace with no interface but loopback), no capabilities,
   its own process, IPC and host-name namespaces, and a cleared environment;
 - talks to nbgrader through Unix sockets in a private folder (ZeroMQ's ``ipc`` transport),
@@ -24,6 +24,7 @@ allowed to create namespaces.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
 import shutil
@@ -37,11 +38,22 @@ from jupyter_client.manager import AsyncKernelManager
 from nbgrader.preprocessors import Execute
 
 #: Environment variables passed into the sandbox (everything else is cleared).
-PASSED_ENV = ("PYTHONPATH", "KDLIB_FAST", "KDLIB_DATA_DIR", "KERAS_BACKEND", "MPLBACKEND",
-              "TF_CPP_MIN_LOG_LEVEL", "NBGRADER_EXECUTION", "LANG", "LC_ALL", "TZ")
-#: The sandbox's home and temporary folder (a tmpfs, gone when the kernel stops).
-SANDBOX_TMP = "/tmp"
-SANDBOX_HOME = "/tmp/home"
+PASSED_ENV = (
+    "PYTHONPATH",
+    "KDLIB_FAST",
+    "KDLIB_DATA_DIR",
+    "KERAS_BACKEND",
+    "MPLBACKEND",
+    "TF_CPP_MIN_LOG_LEVEL",
+    "NBGRADER_EXECUTION",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+)
+#: The sandbox's temporary folder and home (a tmpfs, gone when the kernel stops); the rest of
+#: the sandbox's own file system, ``/tmp`` included, is read-only.
+SANDBOX_TMP = "/tmp/sandbox"
+SANDBOX_HOME = "/tmp/sandbox/home"
 INSTALL_HINT = (
     "Install bubblewrap (Debian/Ubuntu: `sudo apt-get install bubblewrap`; Fedora: `sudo dnf "
     "install bubblewrap`), or grade on a Linux machine that has it. It runs each student's "
@@ -91,6 +103,34 @@ def mnist_paths(env: Mapping[str, str]) -> list[tuple[str, str]]:
     return pairs
 
 
+_EMPTY: list[str] = []
+
+
+def empty_file() -> str:
+    """A read-only empty file (removed at exit) to mount over the files the sandbox hides."""
+    if not _EMPTY:
+        handle, path = tempfile.mkstemp(prefix="kd-sandbox-empty-")
+        os.close(handle)
+        os.chmod(path, 0o444)
+        atexit.register(os.remove, path)
+        _EMPTY.append(path)
+    return _EMPTY[0]
+
+
+def system_mounts() -> list[str]:
+    """bwrap arguments for the system's libraries: ``/usr`` and its links, a few ``/etc`` files."""
+    cmd = ["--ro-bind", "/usr", "/usr"]
+    for link in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        target = Path("/") / link
+        if target.is_symlink():
+            cmd += ["--symlink", os.readlink(target), str(target)]
+        elif target.is_dir():
+            cmd += ["--ro-bind", str(target), str(target)]
+    for etc in ("/etc/ld.so.cache", "/etc/localtime", "/etc/alternatives"):
+        cmd += ["--ro-bind-try", etc, etc]
+    return cmd
+
+
 def bwrap_command(
     argv: list[str],
     workdir: str | os.PathLike[str],
@@ -116,7 +156,7 @@ def bwrap_command(
     mounts
         ``(outside, inside)`` files or folders to mount read-only at another path.
     hidden
-        Files inside the mounted folders to replace with an empty file (``/dev/null``).
+        Files inside the mounted folders to replace with an empty file (:func:`empty_file`).
     """
     workdir = os.path.realpath(workdir)
     cmd = [
@@ -125,17 +165,10 @@ def bwrap_command(
         "--die-with-parent",
         "--cap-drop", "ALL",
         "--uid", "65534", "--gid", "65534",  # nobody inside
-        "--ro-bind", "/usr", "/usr",
     ]  # fmt: skip
-    for link in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
-        target = Path("/") / link
-        if target.is_symlink():
-            cmd += ["--symlink", os.readlink(target), str(target)]
-        elif target.is_dir():
-            cmd += ["--ro-bind", str(target), str(target)]
-    for etc in ("/etc/ld.so.cache", "/etc/localtime", "/etc/alternatives"):
-        cmd += ["--ro-bind-try", etc, etc]
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", SANDBOX_TMP, "--dir", SANDBOX_HOME]
+    cmd += system_mounts()
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    cmd += ["--tmpfs", SANDBOX_TMP, "--dir", SANDBOX_HOME]
     cmd += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
     for path in _existing(read_only):
         cmd += ["--ro-bind", path, path]
@@ -144,7 +177,9 @@ def bwrap_command(
     for path in _existing([workdir, *read_write]):
         cmd += ["--bind", path, path]
     for path in _existing(hidden):
-        cmd += ["--ro-bind", "/dev/null", path]
+        cmd += ["--ro-bind", empty_file(), path]
+    # Folders bwrap created to hold the mounts stay empty and read-only.
+    cmd += ["--remount-ro", "/tmp", "--remount-ro", "/"]
     python_bins = [os.path.join(p, "bin") for p in python_paths()]
     cmd += ["--chdir", workdir, "--clearenv"]
     cmd += ["--setenv", "HOME", SANDBOX_HOME, "--setenv", "TMPDIR", SANDBOX_TMP]
