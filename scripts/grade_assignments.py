@@ -17,8 +17,9 @@ For each ``assignments/source/<name>/`` it
      ``source/`` unchanged afterwards;
    - and, for ``distillation_loss``, the submissions of :data:`VARIANTS`: a part-1 loss
      without T² (every other part still scores), NumPy's comparisons patched to always say
-     "equal" (only the part it really answers scores), a solution that warns and writes to
-     stderr (full marks);
+     "equal" (only the part it really answers scores), an ensemble loss that computes
+     0 log 0 as nan (only part 2 lost), a solution that warns and writes to stderr (full
+     marks);
 
 4. runs ``nbgrader autograde`` (in the sandbox that ``nbgrader_config.py`` sets up) and reads
    the gradebook.
@@ -211,7 +212,8 @@ builtins.all = _always
 #: Part 1 of the `patched_numpy` variant: zeros of the right shape, no real work.
 ZEROS_LOSS = """\
 def distillation_loss(teacher_logits, student_logits, temperature):
-    return ops.zeros(ops.shape(ops.convert_to_tensor(teacher_logits))[:1])
+    teacher_logits = ops.cast(ops.convert_to_tensor(teacher_logits), "float32")
+    return ops.sum(ops.zeros_like(teacher_logits), axis=-1)
 """
 
 
@@ -234,6 +236,18 @@ def distillation_loss_variants(
                 "ensemble_distillation_loss": ensemble,
             },
             pts["test_ensemble_distillation_loss"],
+        ),
+        # 0 log 0 computed naively: nan where two certain teachers leave exact zeros.
+        "naive_0_log_0": (
+            {
+                **answers,
+                "ensemble_distillation_loss": replaced(
+                    ensemble,
+                    "ops.where(p > 0, p * (ops.log(safe_p) - log_q), ops.zeros_like(p))",
+                    "p * (ops.log(p) - log_q)",
+                ),
+            },
+            total - pts["test_ensemble_distillation_loss"],
         ),
         "warnings": (
             {
@@ -274,6 +288,18 @@ def attack_report(notebook: Path) -> list[str]:
     return [line for line in text.splitlines() if line.startswith("ATTACK ")]
 
 
+def test_errors(notebook: Path) -> dict[str, str]:
+    """The error names of the test cells that failed in a graded notebook, by grade_id."""
+    nb = nbformat.read(notebook, as_version=4)
+    return {
+        grade_id(cell): output.ename
+        for cell in nb.cells
+        if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("grade")
+        for output in cell.outputs
+        if output.output_type == "error"
+    }
+
+
 def scores(course: Path, assignment: str, student: str) -> tuple[float, float]:
     """(autograded score, autograded maximum) of one submission."""
     from nbgrader.api import Gradebook
@@ -281,6 +307,31 @@ def scores(course: Path, assignment: str, student: str) -> tuple[float, float]:
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         submission = gb.find_submission(assignment, student)
         return submission.code_score, submission.max_code_score
+
+
+def check_attacks(name: str, course: Path, source_digest: str) -> list[str]:
+    """Every attack of the malicious submission denied, ``source/`` unchanged, nothing written."""
+    failures = []
+    report = attack_report(course / "autograded" / "malicious" / name / f"{name}.ipynb")
+    for line in report:
+        print(f"{name}: malicious: {line[len('ATTACK ') :]}")
+    denied = [line for line in report if ": denied (" in line]
+    if len(denied) != len(ATTACKS) or len(report) != len(ATTACKS):
+        failures.append(f"{name}: {len(denied)} of {len(ATTACKS)} attacks denied: {report}")
+    if tree_digest(course / "source") != source_digest:
+        failures.append(f"{name}: source/ changed while grading")
+    if (course / "pwned.txt").exists():
+        failures.append(f"{name}: a submission wrote {course / 'pwned.txt'}")
+    return failures
+
+
+def check_patched_numpy(name: str, course: Path) -> list[str]:
+    """The patched submission's part 1 fails on a hidden check, not on a crash."""
+    errors = test_errors(course / "autograded" / "patched_numpy" / name / f"{name}.ipynb")
+    part1 = ("test_distillation_loss_values", "test_distillation_loss_stable")
+    if [errors.get(cell) for cell in part1] != ["AssertionError"] * len(part1):
+        return [f"{name}: patched_numpy's part 1 should fail a check: {errors}"]
+    return []
 
 
 def grade(name: str, course: Path) -> list[str]:
@@ -324,16 +375,9 @@ def grade(name: str, course: Path) -> list[str]:
         if verdict != "ok":
             failures.append(f"{name}: {student} scored {got:g} of {maximum:g}, not {expected:g}")
 
-    report = attack_report(course / "autograded" / "malicious" / name / f"{name}.ipynb")
-    for line in report:
-        print(f"{name}: malicious: {line[len('ATTACK ') :]}")
-    denied = [line for line in report if ": denied (" in line]
-    if len(denied) != len(ATTACKS) or len(report) != len(ATTACKS):
-        failures.append(f"{name}: {len(denied)} of {len(ATTACKS)} attacks denied: {report}")
-    if tree_digest(course / "source") != source_digest:
-        failures.append(f"{name}: source/ changed while grading")
-    if (course / "pwned.txt").exists():
-        failures.append(f"{name}: a submission wrote {course / 'pwned.txt'}")
+    failures += check_attacks(name, course, source_digest)
+    if "patched_numpy" in submissions:
+        failures += check_patched_numpy(name, course)
     return failures
 
 

@@ -229,3 +229,4 @@ def test_grading_submissions_stay_in_step_with_the_solution():
     assert variants["forgot_t_squared"][1] == sum(pts.values()) - 3
     assert variants["patched_numpy"][1] == pts["test_ensemble_distillation_loss"]
     assert "warnings.warn" in variants["warnings"][0]["ensemble_distillation_loss"]
+    assert "ops.log(p) - log_q" in variants["naive_0_log_0"][0]["ensemble_distillation_loss"]
