@@ -115,11 +115,11 @@ def test_private_names_sees_a_borrowed_helper():
     assert used - defined == {"_reference"}
 
 
-#: What a hidden check must not call: the student's code can rebind all of these. (`zip` and
-#: `range`-free loops are fine: every check ends by asserting a literal count.)
+#: What a hidden check must not call: the student's code can rebind all of these (the
+#: builtins included: a `zip` that drops items would shorten a reference).
 REBINDABLE = (
     r"allclose|isclose|np\.all\(|isfinite|\bmath\.|np\.mean"
-    r"|(?<![\w.])(abs|sum|max|min|float|len)\("
+    r"|(?<![\w.])(abs|sum|max|min|float|int|len|zip|range|enumerate|sorted|round)\("
 )
 
 
