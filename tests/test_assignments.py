@@ -230,3 +230,11 @@ def test_grading_submissions_stay_in_step_with_the_solution():
     assert variants["patched_numpy"][1] == pts["test_ensemble_distillation_loss"]
     assert "warnings.warn" in variants["warnings"][0]["ensemble_distillation_loss"]
     assert "ops.log(p) - log_q" in variants["naive_0_log_0"][0]["ensemble_distillation_loss"]
+
+
+def test_grading_without_bubblewrap_stops_with_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap on it
+    module = load_script("sandbox", folder="assignments")
+    monkeypatch.setattr(module, "_PROBED", [])
+    with pytest.raises(RuntimeError, match=r"apt-get install bubblewrap"):
+        module.probe()
