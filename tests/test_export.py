@@ -260,20 +260,17 @@ def test_cli_rejects_a_bad_export_path_before_training(
     assert err.count("\n") == 1 and "--export-litert" in err and fragment in err
 
 
-def test_cli_export_writes_an_int8_student_and_reports_it(student, mnist, tmp_path, capsys):
+def test_cli_export_writes_an_int8_student_and_reports_it(student, mnist, tmp_path):
     x_train, y_train, x_test, y_test = mnist
     splits = types.SimpleNamespace(x_train=x_train, x_test=x_test, y_test=y_test)
     result = types.SimpleNamespace(
         artifacts=types.SimpleNamespace(distilled=student, splits=splits)
     )
     path = tmp_path / "student.tflite"
-    cli._export_litert(result, str(path), "int8")
+    line = cli._export_litert(result, str(path), "int8")
     assert export.LiteRTModel(path).input_dtype == np.int8
     scores = export.evaluate_litert(path, x_test, y_test)
-    printed = capsys.readouterr().out
-    assert (
-        f"{100 * scores['accuracy']:.2f} %" in printed and f"{scores['errors']} errors" in printed
-    )
+    assert f"{100 * scores['accuracy']:.2f} %" in line and f"{scores['errors']} errors" in line
 
 
 def test_an_old_keras_or_a_missing_interpreter_is_explained(tmp_path, monkeypatch, no_conversion):

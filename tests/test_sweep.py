@@ -193,18 +193,19 @@ def sweep_fails_before_training(capsys, argv) -> str:
 
 
 @pytest.mark.parametrize(
-    "flags",
+    ("flags", "name"),
     [
-        ("--json", "--save-teacher"),
-        ("--json", "--plot"),
-        ("--plot", "--save-teacher"),
-        ("--json", "--load-teacher"),
+        (("--json", "--save-teacher"), "run.keras"),
+        (("--json", "--plot"), "run.png"),
+        (("--json", "--load-teacher"), "run.keras"),
     ],
 )
-def test_sweep_refuses_two_flags_naming_the_same_file(flags, tmp_path, capsys, no_training):
+def test_sweep_refuses_json_path_equal_to_save_teacher_or_another_file(
+    flags, name, tmp_path, capsys, no_training
+):
     """``--json run.keras --save-teacher run.keras`` used to exit 0 with the JSON written
     over the trained teacher."""
-    same = tmp_path / "run.keras"
+    same = tmp_path / name
     same.write_bytes(b"a teacher")
     argv = [part for flag in flags for part in (flag, str(same))]
     err = sweep_fails_before_training(capsys, argv)
