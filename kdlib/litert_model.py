@@ -20,6 +20,7 @@ import io
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,7 @@ def check_images(x: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
         got = getattr(x, "shape", type(x).__name__)
         raise ValueError(
             f"{name} must be an array of shape (n, {', '.join(map(str, shape))}) with n >= 1 "
-            f"float images, got {got}; e.g. {name}=x_train[:500]."
+            f"float images, got {got}; e.g. {name}=kdlib.data.scale_images(x_train[:500])."
         )
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{name} holds NaN or infinite values; pass finite float images.")
@@ -70,13 +71,27 @@ def check_interpreter() -> None:
 
 
 # ------------------------------------------------------------------------ native output
+#: File descriptors 1 and 2, ``sys.stdout`` and the logger level belong to the whole
+#: process: calls from several threads take turns, or each would restore what another saved
+#: (fd 1 left on a deleted temporary file, every later print lost). Re-entrant, so a quiet
+#: block may call code that is quiet itself.
+_QUIET_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def quiet_native_output() -> Iterator[None]:
     """Hide the converter's and the interpreter's chatter ("Assets written to", "INFO: Created
     TensorFlow Lite XNNPACK delegate"): C++ output on file descriptors 1 and 2, Python
     prints and TensorFlow's INFO log records. If the block raises, the captured C++ text is
-    written back to stderr, so nothing that explains the error is lost.
+    written back to stderr, so nothing that explains the error is lost. Safe to use from
+    several threads: they take turns (one lock for the process).
     """
+    with _QUIET_LOCK, _quiet_native_output():
+        yield
+
+
+@contextlib.contextmanager
+def _quiet_native_output() -> Iterator[None]:
     logger = logging.getLogger("tensorflow")
     level = logger.level
     with tempfile.TemporaryFile(mode="w+b") as sink, contextlib.ExitStack() as stack:
@@ -115,10 +130,11 @@ class LiteRTModel:
     path : path-like
         An existing ``.tflite`` file with one input and one output.
     num_threads : int, optional
-        Interpreter threads; None lets LiteRT choose.
+        Interpreter threads (an integer >= 1); None lets LiteRT choose.
     """
 
     def __init__(self, path: str | os.PathLike[str], num_threads: int | None = None) -> None:
+        num_threads = validate.optional_positive_int(num_threads, "num_threads", example=2)
         self.path = Path(path)
         if self.path.suffix.lower() != SUFFIX or not self.path.is_file():
             raise ValueError(

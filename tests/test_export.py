@@ -329,6 +329,7 @@ def test_int8_calibration_range_follows_the_training_range_given(tmp_path, no_co
     """Images standardised to [-1, 1] are right for a model trained on [-1, 1]: they get as
     far as the conversion."""
     x = np.random.default_rng(0).uniform(-1, 1, (50, 28, 28)).astype(np.float32)
+    x[0, 0, :2] = -1.0, 1.0
     model = models.mlp(hidden=(4,))
     with pytest.raises(ValueError, match=r"\[-1, 1\]"):
         export.to_litert(model, tmp_path / "m.tflite", "int8", representative_data=x)
