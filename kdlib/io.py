@@ -39,10 +39,6 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "OutputSet",
-    "atomic_path",
-    "write_bytes",
-    "write_text",
     "write_json",
     "json_safe",
     "json_text",

@@ -175,7 +175,7 @@ def test_equal_gains_of_every_seed_give_no_test_despite_rounding():
     assert math.isnan(result.mean.low) and math.isnan(result.mean.high)
     assert math.isnan(result.t_test.statistic) and math.isnan(result.t_test.p_value)
     assert math.isnan(stats.paired_t_test(*zip(*accuracies)).statistic)
-    from kdlib.conclusions import verdict
+    from kdlib.experiment.conclusions import verdict
 
     words = verdict(result)
     assert "better" not in words and "every seed gave the same difference" in words

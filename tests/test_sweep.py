@@ -11,9 +11,10 @@ import pytest
 from helpers import small_fast_data
 from reference import write_learnable_mnist
 
-from kdlib import cli, sweep
+from kdlib import cli, models, sweep
 from kdlib import experiment as ex
-from kdlib.sweep_plots import grid_array, plot_sweep_heatmap
+from kdlib.sweep import grid
+from kdlib.sweep.plots import grid_array, plot_sweep_heatmap
 
 TINY = {
     "epochs": 2,
@@ -238,7 +239,7 @@ def test_sweep_refuses_a_teacher_of_another_class_count_before_training(tmp_path
     config = sweep.SweepConfig(
         temperatures=(2.0,), alphas=(0.5,), hidden=(8,), experiment=ex.ExperimentConfig(**TINY)
     )
-    five = sweep.models.mlp(hidden=(8,), num_classes=5, name="five_classes")
+    five = models.mlp(hidden=(8,), num_classes=5, name="five_classes")
 
     def no_fit(*args, **kwargs):
         raise AssertionError("training started with a 5-class teacher")
@@ -253,7 +254,7 @@ def test_sweep_refuses_a_teacher_of_another_class_count_before_training(tmp_path
     ("make_teacher", "expected"),
     [
         (lambda: ex.TEACHERS["mlp"](), "mlp"),
-        (lambda: sweep.models.mlp(hidden=(32,), name="my_own_teacher"), "my_own_teacher"),
+        (lambda: models.mlp(hidden=(32,), name="my_own_teacher"), "my_own_teacher"),
     ],
 )
 def test_a_given_teacher_is_recorded_as_what_it_is(make_teacher, expected, tmp_path):
@@ -267,7 +268,7 @@ def test_a_given_teacher_is_recorded_as_what_it_is(make_teacher, expected, tmp_p
     )
     result = sweep.run_sweep(config, teacher=make_teacher(), data_path=path)
     assert result.teacher["name"] == expected and result.teacher["trained_here"] is False
-    assert f"teacher ({expected})" in sweep.format_summary(result)
+    assert f"teacher ({expected})" in grid.format_summary(result)
 
 
 def test_load_teacher_with_a_lambda_layer_is_refused_in_one_line(tmp_path, capsys, no_training):
@@ -285,7 +286,7 @@ def test_load_teacher_with_a_lambda_layer_is_refused_in_one_line(tmp_path, capsy
 @pytest.fixture
 def canned_sweep(result, monkeypatch):
     """`kdlib sweep` without training: run_sweep returns the module's small sweep."""
-    monkeypatch.setattr(sweep, "run_sweep", lambda config, **kwargs: result)
+    monkeypatch.setattr(grid, "run_sweep", lambda config, **kwargs: result)
 
 
 def previous_sweep(folder):
