@@ -81,7 +81,7 @@ test-browser: $(STAMP)
 	$(BIN)/python -m pytest -q -m browser -p no:nbval tests
 	KDLIB_FAST=1 $(BIN)/python tests/tools/browser_check.py $(NB)
 
-## assignments: release the homework with nbgrader, autograde the solution and a blank copy
+## assignments: release the homework, autograde the solution, a blank copy and typical mistakes (sandboxed)
 assignments: $(STAMP)
 	$(BIN)/python scripts/grade_assignments.py
 
