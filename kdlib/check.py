@@ -9,16 +9,20 @@ what is wrong, and returns ``True`` only if every case matches::
     ...     e = np.exp(np.asarray(logits) / temperature)
     ...     return e / e.sum(axis=-1, keepdims=True)
     >>> kdlib.check.softmax(my_softmax)
-    softmax: 3 of 12 cases fail
-      fails for logits [1000, 0], temperature=1: got [nan, nan], expected [1, 0] ...
+    softmax: 4 of 13 cases fail
+      fails for logits [1000, 0], temperature=1: got [nan, 0], expected [1, 0] ...
 
 Your function receives NumPy float64 arrays (vectors, and one batch of shape
 ``(batch, num_classes)`` where the last axis holds the classes) and may return anything
-``numpy.asarray`` accepts. Each check compares with ``rtol=1e-4, atol=1e-6``, so float32
-arithmetic is fine. NumPy warnings raised by your function are reported, not printed.
+``numpy.asarray`` accepts (a Keras tensor too). Each check compares with ``rtol=1e-4,
+atol=1e-6``, so float32 arithmetic is fine. NumPy warnings raised by your function are
+reported, not printed. An error raised by your function, a wrong number of parameters, a
+wrong shape, ``None`` (a forgotten ``return``), complex numbers and a value NumPy cannot
+convert are each reported with their own hint; the usual mistakes (an epsilon in a log, a
+swapped argument, a missing or extra factor of T) are named.
 
-The checks of the distillation loss and its gradient are defined in
-:mod:`kdlib.check`; the engine is :mod:`kdlib.check`.
+The module holds the grading engine (:func:`grade`), the float64 references and one check
+per exercise of notebooks 01-03.
 """
 
 from __future__ import annotations
@@ -114,42 +118,36 @@ BROADCAST_HINT = (
 )
 
 
-def _as_result(value: Any) -> np.ndarray | None:
-    """The student's return value as float64, or None if it is not an array of numbers."""
-    result, _ = _convert(value)
-    return result
-
-
-def _convert(value: Any) -> tuple[np.ndarray | None, tuple[str, str] | None]:
-    """The student's value as float64, or None and (what is wrong, the hint)."""
+def _convert(value: Any) -> np.ndarray | tuple[str, str]:
+    """The student's value as float64, or (what is wrong with it, the hint)."""
     if value is None:
-        return None, ("returned None", NONE_HINT)
+        return "returned None", NONE_HINT
     what = f"{type(value).__name__} {_short_repr(value)}"
     try:
         array = np.asarray(value)
     except Exception as exc:  # noqa: BLE001 - e.g. a torch tensor that requires grad
         try:
-            return _numpy(value), None
+            return _numpy(value)
         except Exception:  # noqa: BLE001 - report the first error, the student's own type
-            return None, (
+            return (
                 f"returned {what}, which could not be converted to a NumPy array "
                 f"({type(exc).__name__}: {exc})",
                 CONVERT_HINT,
             )
     if np.iscomplexobj(array):
         imaginary = float(np.max(np.abs(array.imag))) if array.size else 0.0
-        return None, (
+        return (
             f"returned complex numbers (dtype {array.dtype}, largest imaginary part "
             f"{imaginary:.3g})",
             COMPLEX_HINT,
         )
     try:
-        return np.asarray(array, dtype=np.float64), None
+        return np.asarray(array, dtype=np.float64)
     except (TypeError, ValueError):
         try:
-            return _numpy(value), None
+            return _numpy(value)
         except Exception:  # noqa: BLE001 - anything unconvertible is reported to the student
-            return None, (f"returned {what}, which is not an array of numbers", NOT_NUMBERS_HINT)
+            return f"returned {what}, which is not an array of numbers", NOT_NUMBERS_HINT
 
 
 def close(got: np.ndarray, expected: np.ndarray) -> bool:
@@ -207,10 +205,9 @@ def _failure(
         except Exception as exc:  # noqa: BLE001 - the student's error is the message
             hint = _error_hint(exc, case, signature_hint or case.hint)
             return f"raised {type(exc).__name__}: {exc}", hint
-        got, problem = _convert(raw)
-    if got is None:
-        assert problem is not None
-        return problem
+        got = _convert(raw)
+    if isinstance(got, tuple):
+        return got
     if got.shape != case.expected.shape:
         message = f"got shape {got.shape}, expected shape {case.expected.shape}"
         return message, _shape_hint(got.shape, case.expected.shape)
