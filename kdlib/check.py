@@ -156,8 +156,14 @@ def close(got: np.ndarray, expected: np.ndarray) -> bool:
     )
 
 
-def _shape_hint(got: tuple[int, ...], expected: tuple[int, ...]) -> str:
+def _shape_hint(got: tuple[int, ...], expected: tuple[int, ...], given: tuple[int, ...]) -> str:
+    """Why the shape is wrong: ``given`` is the shape of the first argument."""
     start = f"your function returned shape {got} where shape {expected} is expected: "
+    if expected == given:
+        return start + (
+            "one value per input value, the same shape as the input. Normalise with "
+            "keepdims=True and do not add, drop or flatten axes."
+        )
     if len(got) == len(expected) + 1 and got[:-1] == expected:
         return start + (
             "sum over the last axis (axis=-1) to return one value per distribution "
@@ -210,7 +216,7 @@ def _failure(
         return got
     if got.shape != case.expected.shape:
         message = f"got shape {got.shape}, expected shape {case.expected.shape}"
-        return message, _shape_hint(got.shape, case.expected.shape)
+        return message, _shape_hint(got.shape, case.expected.shape, np.shape(case.args[0]))
     if close(got, case.expected):
         return None
     message = f"got {compact(got)}, expected {compact(case.expected)}"

@@ -342,6 +342,13 @@ def test_wrong_shape_gets_a_shape_hint(capsys):
     assert "sum over the last axis" in out
 
 
+def test_wrong_shape_of_an_elementwise_result_gets_its_own_hint(capsys):
+    assert check.softmax(lambda z, t=1.0: np_softmax(z, t)[..., None]) is False
+    out = capsys.readouterr().out
+    assert "got shape (3, 1), expected shape (3,)" in out
+    assert "the same shape as the input" in out and "sum over" not in out
+
+
 def test_hinton_soft_cross_entropy_is_diagnosed(capsys):
     def soft_cross_entropy(t, s, temperature):
         p = np_softmax(t, temperature)
