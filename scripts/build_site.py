@@ -73,6 +73,7 @@ MATHJAX_INTEGRITY = (
 )
 #: What the site needs from the package: the combined TeX/MathML-to-HTML file, the
 #: extensions and fonts it loads on demand, the menu and its accessibility parts.
+MATHJAX_ENTRY = "tex-mml-chtml.js"  # site/conf.py's mathjax_path is mathjax/ + this
 MATHJAX_PARTS = (
     "es5/tex-mml-chtml.js",
     "es5/input/",
@@ -187,6 +188,10 @@ def site_notebook(path: Path, origin: str, placed: dict[str, str], repo: str) ->
     depth = len(PurePosixPath(placed[origin]).parent.parts)
     badge = "/".join([".."] * depth + ["_static", "colab-badge.svg"])
     for cell in nb["cells"]:
+        if cell["cell_type"] == "code" and "google.colab" in "".join(cell["source"]):
+            # The Colab set-up cell: on a page, folded behind "Show code cell source".
+            tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+            tags += [] if "hide-input" in tags else ["hide-input"]
         if cell["cell_type"] != "markdown":
             continue
         source = "".join(cell["source"])
@@ -367,8 +372,10 @@ def vendor_mathjax(vendor: Path = VENDOR) -> Path:
     """``vendor/mathjax`` with MathJax's files, fetched with npm once and checked."""
     target = vendor / "mathjax"
     stamp = target / ".version"
+    entry = target / MATHJAX_ENTRY
     if stamp.is_file() and stamp.read_text(encoding="utf-8").strip() == MATHJAX_VERSION:
-        return target
+        if entry.is_file():
+            return target
     npm = shutil.which("npm")
     if npm is None:
         raise SystemExit(
@@ -396,8 +403,8 @@ def vendor_mathjax(vendor: Path = VENDOR) -> Path:
                 for m in archive.getmembers()
                 if m.isfile() and m.name.removeprefix("package/").startswith(MATHJAX_PARTS)
             ]
-            for member in members:
-                member.name = member.name.removeprefix("package/")
+            for member in members:  # package/es5/x.js -> x.js: the site's _static/mathjax/
+                member.name = member.name.removeprefix("package/").removeprefix("es5/")
             archive.extractall(unpacked, members=members, filter="data")
         (unpacked / ".version").write_text(MATHJAX_VERSION + "\n", encoding="utf-8")
         if target.exists():
