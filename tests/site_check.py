@@ -146,6 +146,34 @@ _MATHJAX_JS = """async (bound) => {
 }"""
 
 
+def _check_images(page: Any, name: str, report: Report) -> None:
+    for image in page.evaluate(_IMAGES_JS, IMAGE_S * 1000):
+        report.images += 1
+        src = image["src"][:80]
+        if image["natural"] == 0:
+            report.problems.append(f"{name}: image not displayed: {src}")
+        elif image["width"] > 0 and image["height"] > 0:
+            natural = image["natural"] / image["naturalHeight"]
+            shown = image["width"] / image["height"]
+            if abs(shown - natural) > ASPECT_TOLERANCE * natural:
+                report.problems.append(
+                    f"{name}: image {src} shown at aspect {shown:.3f}, natural {natural:.3f}"
+                )
+
+
+def _check_links(page: Any, site: Path, base: str, name: str, report: Report) -> None:
+    for href in page.eval_on_selector_all("a[href]", "nodes => nodes.map(a => a.href)"):
+        if not href.startswith(base):
+            report.external_links += href.startswith("http")
+            continue
+        report.links += 1
+        target, fragment = resolve(site, base, href)
+        if target is None:
+            report.problems.append(f"{name}: broken link {href[len(base) :]}")
+        elif fragment and target.suffix == ".html" and fragment not in page_ids(target):
+            report.problems.append(f"{name}: no anchor #{fragment} in {target.name}")
+
+
 def check_page(page: Any, site: Path, base: str, path: Path, report: Report) -> None:
     """Load one page and check its console, math, images and links."""
     name = path.relative_to(site).as_posix()
@@ -168,28 +196,8 @@ def check_page(page: Any, site: Path, base: str, path: Path, report: Report) -> 
         "nodes => nodes.map(n => n.getAttribute('data-mjx-error') || n.textContent)"
     ):
         report.problems.append(f"{name}: MathJax error: {text[:200]}")
-    for image in page.evaluate(_IMAGES_JS, IMAGE_S * 1000):
-        report.images += 1
-        src = image["src"][:80]
-        if image["natural"] == 0:
-            report.problems.append(f"{name}: image not displayed: {src}")
-        elif image["width"] > 0 and image["height"] > 0:
-            natural = image["natural"] / image["naturalHeight"]
-            shown = image["width"] / image["height"]
-            if abs(shown - natural) > ASPECT_TOLERANCE * natural:
-                report.problems.append(
-                    f"{name}: image {src} shown at aspect {shown:.3f}, natural {natural:.3f}"
-                )
-    for href in page.eval_on_selector_all("a[href]", "nodes => nodes.map(a => a.href)"):
-        if not href.startswith(base):
-            report.external_links += href.startswith("http")
-            continue
-        report.links += 1
-        target, fragment = resolve(site, base, href)
-        if target is None:
-            report.problems.append(f"{name}: broken link {href[len(base) :]}")
-        elif fragment and target.suffix == ".html" and fragment not in page_ids(target):
-            report.problems.append(f"{name}: no anchor #{fragment} in {target.name}")
+    _check_images(page, name, report)
+    _check_links(page, site, base, name, report)
     report.problems.extend(f"{name}: console: {text[:200]}" for text in errors)
 
 
