@@ -56,9 +56,9 @@ html_theme_options = {
     "use_download_button": True,
     "home_page_in_toc": True,
     "show_toc_level": 2,
-    # Without a default, a first visit logs "Got invalid theme mode" as a console error.
-    "default_mode": "light",
 }
+# Without a default, a first visit logs "Got invalid theme mode" as a console error.
+html_context = {"default_mode": "light"}
 html_last_updated_fmt = None
 html_show_sphinx = False
 
