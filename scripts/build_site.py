@@ -482,7 +482,9 @@ def build(out: Path = OUT) -> int:
 
     start = time.monotonic()
     secrets = assemble()
+    assembled = time.monotonic()
     vendor_mathjax()
+    fetched = time.monotonic()
     for folder in (out, DOCTREES):
         if folder.exists():
             shutil.rmtree(folder)
@@ -498,9 +500,11 @@ def build(out: Path = OUT) -> int:
         print("site: FAILED:", problem, file=sys.stderr)
     pages = sum(1 for _ in out.rglob("*.html") if "_static" not in _.parts)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    now = time.monotonic()
     print(
-        f"site: {pages} pages, {size / 1e6:.1f} MB in {out} "
-        f"({time.monotonic() - start:.0f} s); open {out / 'index.html'}"
+        f"site: {pages} pages, {size / 1e6:.1f} MB in {out} ({now - start:.0f} s: sources "
+        f"{assembled - start:.0f} s, MathJax {fetched - assembled:.0f} s, Sphinx "
+        f"{now - fetched:.0f} s); open {out / 'index.html'}"
     )
     return 1 if problems else 0
 
