@@ -9,6 +9,7 @@ another host) and a search page without results. The MathJax is the site's own c
 
 from __future__ import annotations
 
+import os
 import shutil
 import struct
 import zlib
@@ -17,12 +18,13 @@ from pathlib import Path
 import pytest
 from helpers import load_script
 
+BROWSERS = (os.environ.get("CHROMIUM"), "chromium", "chromium-browser")
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.site,
     pytest.mark.skipif(
-        not (shutil.which("chromium") or shutil.which("chromium-browser")),
-        reason="needs Chromium (apt-get install -y chromium)",
+        not any(shutil.which(name) for name in BROWSERS if name),
+        reason="needs Chromium (apt-get install -y chromium) or $CHROMIUM",
     ),
 ]
 
