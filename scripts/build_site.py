@@ -62,7 +62,7 @@ VENDOR = BUILD / "site-vendor"
 OUT = BUILD / "site"
 
 #: README sections (``## `` headings) that make the landing page, after its introduction.
-LANDING = ("Notebooks", "Run it in Colab")
+LANDING = ("Start", "Notebooks", "More")
 #: The badge image the notebooks' first cell links to; the site serves its own copy.
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 #: MathJax from the npm registry, checked against the registry's published integrity.

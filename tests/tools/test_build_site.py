@@ -1,7 +1,7 @@
 """scripts/build_site.py's parts that need no Sphinx: links, the landing page, the student view
 of the homework, and the list of public names the API reference documents.
 
-The whole build and its pages in a browser: ``make test-site`` (tests/site_check.py).
+The whole build and its pages in a browser: ``make test-site`` (tests/tools/site_check.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from helpers import lazy_import, load_script
 
 nbformat = lazy_import("nbformat")
 build_site = load_script("build_site")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REPO = "https://example.org/course"
 ASSIGNMENT = ROOT / "assignments" / "source" / "distillation_loss" / "distillation_loss.ipynb"
 PLACED = {

@@ -15,14 +15,14 @@ port; started and stopped here), opens every HTML page and requires
 - the search page, asked for ``temperature``, lists at least one page.
 
 Chromium is Debian's package, driven by playwright through ``executable_path``, as in
-``tests/browser_check.py``. Every wait has a bound. The last line says what was checked,
+``tests/tools/browser_check.py``. Every wait has a bound. The last line says what was checked,
 e.g. ``site: 47 pages, 131 images, 1915 internal links checked, search: 12 results,
 errors: 0``.
 
 Usage::
 
-    python tests/site_check.py                  # build/site
-    python tests/site_check.py DIR --screenshots SHOTS_DIR
+    python tests/tools/site_check.py                  # build/site
+    python tests/tools/site_check.py DIR --screenshots SHOTS_DIR
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from urllib.parse import unquote, urlsplit
 
 from browser_check import find_chromium
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "build" / "site"
 PAGE_LOAD_S = 30
 MATHJAX_S = 30
