@@ -268,8 +268,9 @@ def check_student_pages(out: Path, secrets: dict[str, list[str]]) -> list[str]:
 
 
 def public_api() -> dict[str, list[str]]:
-    """``{module: names}``: ``kdlib.__all__`` and, through it, every public module's
-    ``__all__`` (a name that is a module is followed, not listed), in order."""
+    """``{module: names}``: the names in ``kdlib.__all__`` (``__version__`` aside), then each
+    module of ``kdlib.PUBLIC_MODULES`` with the names in its ``__all__``, in that order. A name
+    in an ``__all__`` that is itself a module is followed, not listed."""
     import kdlib
 
     api: dict[str, list[str]] = {}
@@ -285,10 +286,12 @@ def public_api() -> dict[str, list[str]]:
             value = getattr(module, name)
             if inspect.ismodule(value):
                 visit(value)
-            else:
+            elif not (name.startswith("__") and name.endswith("__")):
                 api[module.__name__].append(name)
 
     visit(kdlib)
+    for name in getattr(kdlib, "PUBLIC_MODULES", ()):
+        visit(importlib.import_module(f"kdlib.{name}"))
     return api
 
 

@@ -152,10 +152,11 @@ def test_a_solution_line_in_a_built_page_is_reported(tmp_path):
 def test_the_reference_documents_the_recorded_public_api():
     """The same modules and names as tests/public_api.json's recorder (scripts/public_api.py)."""
     recorded = load_script("public_api").public_api()
+    recorded.pop("deprecated", None)  # the 0.2.0 paths that only warn: not documented
     documented = build_site.public_api()
     assert set(documented) == set(recorded)
     for module, names in documented.items():
-        assert set(names) == set(recorded[module]), module
+        assert set(names) == {n for n in recorded[module] if not n.startswith("__")}, module
 
 
 def test_each_public_object_is_documented_in_full_once():

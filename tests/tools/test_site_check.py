@@ -1,4 +1,4 @@
-"""tests/tools/site_check.py's own tests: it passes a sound site and catches each defect it claims to.
+"""tests/tools/site_check.py's own tests: it passes a sound site and catches each defect.
 
 Two tiny sites are written here: a sound one (a link to an anchor, an image, typeset math,
 a search page with a result) and one with a defect on each page (a broken link, a missing
