@@ -103,7 +103,7 @@ test-site: site
 	$(BIN)/python -m pytest -q -m site -p no:nbval tests
 	$(BIN)/python tests/tools/site_check.py build/site
 
-## assignments: release the homework with nbgrader, autograde the solution and a blank copy
+## assignments: release the homework, autograde the solution, a blank copy and typical mistakes (sandboxed)
 assignments: $(STAMP)
 	$(BIN)/python scripts/grade_assignments.py
 
