@@ -13,8 +13,9 @@ Nothing is executed: the pages show the outputs the notebooks were committed wit
      nbgrader's own preprocessors with the course's ``nbgrader_config.py`` (solutions replaced
      by stubs, hidden tests and outputs removed), checked like ``make assignments`` checks a
      release;
-   - ``api/``: one page per public module of kdlib (``kdlib.__all__`` and each public module's
-     ``__all__``, read at build time), rendered from the docstrings by Sphinx autodoc.
+   - ``api/``: one page per public module of kdlib (``kdlib.__all__``, and the ``__all__`` of
+     each module in ``kdlib.PUBLIC_MODULES``, read at build time), rendered from the
+     docstrings by Sphinx autodoc.
 
    A relative link to a file that is not part of the site (``results/*.json``, the README)
    becomes a link to that file in the repository; a link to a file that does not exist is left
@@ -360,8 +361,8 @@ def api_pages(api: dict[str, list[str]]) -> dict[str, str]:
     pages["index.rst"] = (
         "API reference\n=============\n\n"
         "The public face of ``kdlib``: the names in ``kdlib.__all__`` and in the ``__all__`` of "
-        "each public module, the contract homework relies on (README, *Stability*). Every "
-        "entry is generated from the docstring in the code.\n\n"
+        "each module of ``kdlib.PUBLIC_MODULES``, the contract homework relies on. Every entry "
+        "is generated from the docstring in the code.\n\n"
         f".. toctree::\n   :maxdepth: 1\n\n{entries}\n"
     )
     return pages
