@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,13 @@ def _kdlib_object(target: str, module: str | None, cls: str | None) -> bool:
             f"{module}.{name}.{target}"
             for name, value in vars(found or object).items()
             if isinstance(value, type) and hasattr(value, target)
+        ]
+        # A helper beside a function that the current (public) module re-exports from one of
+        # its private submodules.
+        candidates += [
+            f"{name}.{target}"
+            for name in list(sys.modules)
+            if name.startswith(f"{module}.") and hasattr(sys.modules[name], target)
         ]
     for name in candidates:
         parts = name.split(".")
