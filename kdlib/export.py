@@ -200,7 +200,7 @@ class LiteRTModel:
         return self._float_output(self._interpreter.get_tensor(self.output_details["index"]))
 
     def predict(self, x: Any, batch_size: int = 256) -> np.ndarray:
-        """Float logits for float inputs ``x`` of shape (n, *input_shape)."""
+        """Float logits for float inputs ``x`` of shape ``(n, *input_shape)``."""
         images = check_images(x, self.input_shape, "x")
         batch_size = validate.positive_int(batch_size, "batch_size", example=256)
         return np.concatenate(
