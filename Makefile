@@ -7,6 +7,7 @@ STAMP  := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: help test test-backends test-colab test-browser lab lint format notebooks assignments clean
+.PHONY: site test-site
 .DEFAULT_GOAL := help
 
 ## help: list the targets (also what bare `make` does)
@@ -78,8 +79,29 @@ notebooks: $(STAMP)
 ##   playwright drives; tests/tools/browser_check.py says more. First the check's own test
 ##   (tests/tools/test_browser_check.py: Run All waits for cells queued after an expected error).
 test-browser: $(STAMP)
-	$(BIN)/python -m pytest -q -m browser -p no:nbval tests
+	$(BIN)/python -m pytest -q -m 'browser and not site' -p no:nbval tests
 	KDLIB_FAST=1 $(BIN)/python tests/tools/browser_check.py $(NB)
+
+## site: the course as a static website in build/site (the notebooks as committed, not run)
+##   Sphinx with myst-nb and sphinx-book-theme (the `site` extra, installed on first use):
+##   the README's course part, the notebooks, docs/, the homework's student view and the API
+##   reference from kdlib's docstrings. MathJax is fetched once with npm and served by the
+##   site. A warning (broken link, missing image) fails the build. docs/site.md says more.
+SITE_STAMP := $(VENV)/.site-installed
+$(SITE_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e ".[dev,site]"
+	touch $(SITE_STAMP)
+
+site: $(SITE_STAMP)
+	$(BIN)/python scripts/build_site.py
+
+## test-site: make site, then every page in headless Chromium (Debian's chromium)
+##   No console or MathJax error, no request off the site, every image at its aspect ratio,
+##   every internal link and anchor resolving, the search finding "temperature". First the
+##   check's own tests (tests/tools/test_site_check.py: it fails on a page built to fail).
+test-site: site
+	$(BIN)/python -m pytest -q -m site -p no:nbval tests
+	$(BIN)/python tests/tools/site_check.py build/site
 
 ## assignments: release the homework, autograde the solution, a blank copy and typical mistakes (sandboxed)
 assignments: $(STAMP)

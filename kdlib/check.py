@@ -9,16 +9,20 @@ what is wrong, and returns ``True`` only if every case matches::
     ...     e = np.exp(np.asarray(logits) / temperature)
     ...     return e / e.sum(axis=-1, keepdims=True)
     >>> kdlib.check.softmax(my_softmax)
-    softmax: 3 of 12 cases fail
-      fails for logits [1000, 0], temperature=1: got [nan, nan], expected [1, 0] ...
+    softmax: 4 of 13 cases fail
+      fails for logits [1000, 0], temperature=1: got [nan, 0], expected [1, 0] ...
 
 Your function receives NumPy float64 arrays (vectors, and one batch of shape
 ``(batch, num_classes)`` where the last axis holds the classes) and may return anything
-``numpy.asarray`` accepts. Each check compares with ``rtol=1e-4, atol=1e-6``, so float32
-arithmetic is fine. NumPy warnings raised by your function are reported, not printed.
+``numpy.asarray`` accepts (a Keras tensor too). Each check compares with ``rtol=1e-4,
+atol=1e-6``, so float32 arithmetic is fine. NumPy warnings raised by your function are
+reported, not printed. An error raised by your function, a wrong number of parameters, a
+wrong shape, ``None`` (a forgotten ``return``), complex numbers and a value NumPy cannot
+convert are each reported with their own hint; the usual mistakes (an epsilon in a log, a
+swapped argument, a missing or extra factor of T) are named.
 
-The checks of the distillation loss and its gradient are defined in
-:mod:`kdlib.check`; the engine is :mod:`kdlib.check`.
+The module holds the grading engine (:func:`grade`), the float64 references and one check
+per exercise of notebooks 01-03.
 """
 
 from __future__ import annotations
@@ -83,15 +87,67 @@ def _numpy(x: Any) -> np.ndarray:
     return np.asarray(ops.convert_to_numpy(x), dtype=np.float64)
 
 
-def _as_result(value: Any) -> np.ndarray | None:
-    """The student's return value as float64, or None if it is not an array of numbers."""
+def _short_repr(value: Any, limit: int = 60) -> str:
     try:
-        return np.asarray(value, dtype=np.float64)
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a broken __repr__ must not break the check
+        text = f"<{type(value).__name__} object>"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+NONE_HINT = (
+    "your function returned None: did you forget `return`? A function that ends without "
+    "a return statement returns None; end it with `return result`."
+)
+CONVERT_HINT = (
+    "return NumPy values (an np.ndarray, or a float for one value) or a Keras tensor. A torch "
+    "tensor that requires grad needs .detach().numpy(); a value on a GPU needs .cpu() first."
+)
+NOT_NUMBERS_HINT = "return numbers: a NumPy array, or a float for one value."
+COMPLEX_HINT = (
+    "the result must be real numbers. A complex dtype usually comes from a complex input "
+    "or from np.emath / np.lib.scimath (the log of a negative number): find where the "
+    "imaginary part appears and compute with real floats."
+)
+BROADCAST_HINT = (
+    "numpy could not broadcast two arrays of different shapes. A reduction without "
+    "keepdims=True drops the last axis, so a batch (batch, num_classes) minus its max of "
+    "shape (batch,) fails: write max(..., axis=-1, keepdims=True) and "
+    "sum(..., axis=-1, keepdims=True)."
+)
+
+
+def _convert(value: Any) -> np.ndarray | tuple[str, str]:
+    """The student's value as float64, or (what is wrong with it, the hint)."""
+    if value is None:
+        return "returned None", NONE_HINT
+    what = f"{type(value).__name__} {_short_repr(value)}"
+    try:
+        array = np.asarray(value)
+    except Exception as exc:  # noqa: BLE001 - e.g. a torch tensor that requires grad
+        try:
+            return _numpy(value)
+        except Exception:  # noqa: BLE001 - report the first error, the student's own type
+            return (
+                f"returned {what}, which could not be converted to a NumPy array "
+                f"({type(exc).__name__}: {exc})",
+                CONVERT_HINT,
+            )
+    if np.iscomplexobj(array):
+        imaginary = float(np.max(np.abs(array.imag))) if array.size else 0.0
+        return (
+            f"returned complex numbers (dtype {array.dtype}, largest imaginary part "
+            f"{imaginary:.3g})",
+            COMPLEX_HINT,
+        )
+    try:
+        return np.asarray(array, dtype=np.float64)
     except (TypeError, ValueError):
         try:
             return _numpy(value)
         except Exception:  # noqa: BLE001 - anything unconvertible is reported to the student
-            return None
+            return f"returned {what}, which is not an array of numbers", NOT_NUMBERS_HINT
 
 
 def close(got: np.ndarray, expected: np.ndarray) -> bool:
@@ -100,10 +156,52 @@ def close(got: np.ndarray, expected: np.ndarray) -> bool:
     )
 
 
+def _shape_hint(got: tuple[int, ...], expected: tuple[int, ...], given: tuple[int, ...]) -> str:
+    """Why the shape is wrong: ``given`` is the shape of the first argument."""
+    start = f"your function returned shape {got} where shape {expected} is expected: "
+    if expected == given:
+        return start + (
+            "one value per input value, the same shape as the input. Normalise with "
+            "keepdims=True and do not add, drop or flatten axes."
+        )
+    if len(got) == len(expected) + 1 and got[:-1] == expected:
+        return start + (
+            "sum over the last axis (axis=-1) to return one value per distribution "
+            "(one per row for a batch)."
+        )
+    if len(got) < len(expected):
+        return start + (
+            "for a batch of shape (batch, num_classes), reduce over the last axis only "
+            "(axis=-1), not over the whole array, and return one value per row."
+        )
+    return start + (
+        "work along the last axis (axis=-1, keepdims=True where you normalise) and keep "
+        "the other axes as they are."
+    )
+
+
+def _error_hint(exc: Exception, case: Case, signature_hint: str) -> str:
+    """The hint for an exception raised by the call: a wrong signature, shapes, or other."""
+    at_the_call = exc.__traceback__ is not None and exc.__traceback__.tb_next is None
+    if isinstance(exc, TypeError) and at_the_call:
+        return signature_hint
+    if isinstance(exc, ValueError) and "broadcast" in str(exc):
+        return BROADCAST_HINT
+    return (
+        f"your function raised {type(exc).__name__} on that input; call it yourself with "
+        f"those arguments to see the line. About that input: {case.hint}"
+    )
+
+
 Diagnose = Callable[[Case, np.ndarray], str | None]
 
 
-def _failure(case: Case, student_fn: Any, diagnose: Diagnose | None) -> tuple[str, str] | None:
+def _failure(
+    case: Case,
+    student_fn: Any,
+    diagnose: Diagnose | None,
+    signature_hint: str = "",
+) -> tuple[str, str] | None:
     """Run one case: None if it passes, else (what went wrong, the hint to show)."""
     args = tuple(np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in case.args)
     with warnings.catch_warnings(record=True) as caught, np.errstate(all="warn"):
@@ -111,15 +209,14 @@ def _failure(case: Case, student_fn: Any, diagnose: Diagnose | None) -> tuple[st
         try:
             raw = student_fn(*args)
         except Exception as exc:  # noqa: BLE001 - the student's error is the message
-            return f"raised {type(exc).__name__}: {exc}", case.hint
-    got = _as_result(raw)
-    if got is None:
-        return (
-            f"returned {type(raw).__name__} {raw!r}, which is not an array of numbers",
-            case.hint,
-        )
+            hint = _error_hint(exc, case, signature_hint or case.hint)
+            return f"raised {type(exc).__name__}: {exc}", hint
+        got = _convert(raw)
+    if isinstance(got, tuple):
+        return got
     if got.shape != case.expected.shape:
-        return f"got shape {got.shape}, expected shape {case.expected.shape}", case.hint
+        message = f"got shape {got.shape}, expected shape {case.expected.shape}"
+        return message, _shape_hint(got.shape, case.expected.shape, np.shape(case.args[0]))
     if close(got, case.expected):
         return None
     message = f"got {compact(got)}, expected {compact(case.expected)}"
@@ -130,15 +227,31 @@ def _failure(case: Case, student_fn: Any, diagnose: Diagnose | None) -> tuple[st
     return message, specific or case.hint
 
 
-def grade(name: str, student_fn: Any, cases: list[Case], diagnose: Diagnose | None = None) -> bool:
-    """Call ``student_fn`` on every case, print the failures (or "passed"), return success."""
+def grade(
+    name: str,
+    student_fn: Any,
+    cases: list[Case],
+    diagnose: Diagnose | None = None,
+    call: str | None = None,
+) -> bool:
+    """Call ``student_fn`` on every case, print the failures (or "passed"), return success.
+
+    ``call`` names the parameters the check passes, e.g. ``"logits, temperature"``; it is
+    shown when the function cannot be called with them.
+    """
     if not callable(student_fn):
         raise TypeError(
             f"kdlib.check.{name} expects your function itself, got {student_fn!r} "
             f"({type(student_fn).__name__}); call it as kdlib.check.{name}(my_{name}), "
             f"without parentheses after my_{name}."
         )
-    outcomes = [(case, _failure(case, student_fn, diagnose)) for case in cases]
+    n_args = len(cases[0].args) if cases else 0
+    shown = f"f({call})" if call else f"f(...) with {n_args} arguments"
+    signature_hint = (
+        f"kdlib.check.{name} calls your function as {shown}: give it those {n_args} "
+        f"parameters, in that order (a default such as temperature=1.0 is fine)."
+    )
+    outcomes = [(case, _failure(case, student_fn, diagnose, signature_hint)) for case in cases]
     failures = [(case, failure) for case, failure in outcomes if failure is not None]
     if not failures:
         print(f"passed: {name} matches the reference on all {len(cases)} cases")
@@ -192,6 +305,15 @@ def dirichlet(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 # --------------------------- Self-checks of the distillation loss and its gradient (notebook 03)
+_LOGIT_PAIRS = "teacher_logits, student_logits, temperature"
+
+
+def _entropy(p: np.ndarray) -> np.ndarray:
+    """H(p) = -sum p ln p over the last axis in float64; terms with p = 0 are 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.sum(np.where(p > 0, p * np.log(p), 0.0), axis=-1)
+
+
 def _logit_pairs(
     reference: Callable[[np.ndarray, np.ndarray, float], np.ndarray],
     hint: str,
@@ -248,6 +370,21 @@ def distillation_loss(student_fn: Callable[..., Any]) -> bool:
     def diagnose(case: Case, got: np.ndarray) -> str | None:
         t, s, temperature = case.args
         with np.errstate(all="ignore"):
+            teacher_entropy = _entropy(ref_softmax(t, temperature))
+            if close(got, case.expected + temperature**2 * teacher_entropy):
+                return (
+                    "that is T**2 * H(p_T, q_T), the soft-target cross-entropy of Hinton et al. "
+                    "(2015), not T**2 * KL(p_T || q_T): it is off by the teacher's entropy "
+                    "H(p_T) (times T**2). For a fixed teacher that is a constant, so the "
+                    "gradient is the same, but the value is not KL (it is not 0 when the "
+                    "student equals the teacher): use sum p_T (log p_T - log q_T)."
+                )
+            if temperature != 1 and close(got, (case.expected / temperature**2) + teacher_entropy):
+                return (
+                    "that is H(p_T, q_T), the soft-target cross-entropy, without T**2: it is "
+                    "off by the teacher's entropy H(p_T), and the T**2 factor is missing. Use "
+                    "T**2 * sum p_T (log p_T - log q_T)."
+                )
             if temperature != 1 and close(got, case.expected / temperature**2):
                 return "the T**2 factor is missing: multiply KL(p_T || q_T) by T**2."
             if temperature != 1 and close(got, case.expected * temperature**2):
@@ -256,7 +393,7 @@ def distillation_loss(student_fn: Callable[..., Any]) -> bool:
                 return "teacher and student are swapped: the teacher's p comes first."
         return None
 
-    return grade("distillation_loss", student_fn, cases, diagnose)
+    return grade("distillation_loss", student_fn, cases, diagnose, _LOGIT_PAIRS)
 
 
 def distillation_gradient(student_fn: Callable[..., Any]) -> bool:
@@ -269,22 +406,31 @@ def distillation_gradient(student_fn: Callable[..., Any]) -> bool:
     with respect to the student logits (same shape as the logits).
     """
     hint = (
-        "the gradient of KL(p_T || q_T) with respect to s is (q_T - p_T) / T; "
-        "the loss has the factor T**2, so the answer is T * (q_T - p_T)."
+        "differentiate T**2 * KL(p_T || q_T) with respect to the student logits s: the "
+        "gradient of KL(p || softmax(u)) with respect to u is softmax(u) - p, and u = s / T "
+        "(chain rule)."
     )
     cases = _logit_pairs(ref_distillation_gradient, hint)
 
     def diagnose(case: Case, got: np.ndarray) -> str | None:
         temperature = case.args[2]
+        if temperature != 1 and close(got, case.expected * temperature):
+            return (
+                "you kept the whole T**2 of the loss, but the chain rule through z/T brings "
+                "a 1/T: q_T = softmax(s / T) depends on s only through s / T."
+            )
         if close(got, -case.expected):
             return "the sign is flipped: the gradient is q_T - p_T (student minus teacher)."
         if temperature != 1 and close(got, case.expected / temperature**2):
             return "that is the gradient of KL without T**2, (q_T - p_T) / T; multiply by T**2."
         if temperature != 1 and close(got, case.expected / temperature):
-            return "one factor of T is missing: d/ds softmax(s/T) brings a 1/T, T**2 / T = T."
+            return (
+                "one factor of T is missing: the loss carries T**2, and the chain rule "
+                "through z/T brings only one 1/T."
+            )
         return None
 
-    return grade("distillation_gradient", student_fn, cases, diagnose)
+    return grade("distillation_gradient", student_fn, cases, diagnose, _LOGIT_PAIRS)
 
 
 # ------------------------------------------------------------------------------ exercises
@@ -293,6 +439,27 @@ _LAST_AXIS = (
     "max(..., axis=-1, keepdims=True) and sum(..., axis=-1, keepdims=True)."
 )
 _TEMPERATURE = "divide the logits by the temperature before the softmax: softmax(z / T)."
+_ROW_MAX = (
+    "the max is taken over the whole batch: z - z.max() subtracts the largest logit of all "
+    "rows, so a row far below it underflows, exp(-1000) = 0, and 0 / 0 = nan. Subtract the "
+    "max of each row: z - max(z, axis=-1, keepdims=True)."
+)
+_LOGITS = "logits, temperature"
+
+
+def _temperature_diagnosis(
+    case: Case, got: np.ndarray, reference: Callable[[np.ndarray, float], np.ndarray]
+) -> str | None:
+    """Name a temperature that is ignored or multiplied instead of divided."""
+    z, t = case.args
+    if t == 1:
+        return None
+    with np.errstate(all="ignore"):
+        if close(got, reference(z, 1.0)):
+            return "the temperature is ignored: divide the logits by T first, z / T."
+        if close(got, reference(z, 1.0 / t)):
+            return "the logits are multiplied by the temperature: divide them, z / T."
+    return None
 
 
 def softmax(student_fn: Callable[..., Any]) -> bool:
@@ -325,7 +492,12 @@ def softmax(student_fn: Callable[..., Any]) -> bool:
     add([2.0, 1.0, 0.1], 0.001, STABLE_HINT)
     add([3.0, 1.0, 0.2], 100.0, _TEMPERATURE)
     add([[1.0, 2.0, 3.0], [1000.0, 0.0, -1000.0]], 2.0, _LAST_AXIS, what="batch of logits")
-    return grade("softmax", student_fn, cases)
+    add([[1000.0, 999.0, 998.0], [0.0, -1.0, -2.0]], 1.0, _ROW_MAX, what="batch of logits")
+
+    def diagnose(case: Case, got: np.ndarray) -> str | None:
+        return _temperature_diagnosis(case, got, ref_softmax)
+
+    return grade("softmax", student_fn, cases, diagnose, _LOGITS)
 
 
 def log_softmax(student_fn: Callable[..., Any]) -> bool:
@@ -355,7 +527,19 @@ def log_softmax(student_fn: Callable[..., Any]) -> bool:
     add([-1000.0, -1000.0, -1000.0], 1.0)
     add([50.0, 0.0, -50.0], 0.1)
     add([[1.0, 2.0, 3.0], [1000.0, 0.0, -1000.0]], 1.0, what="batch of logits")
-    return grade("log_softmax", student_fn, cases)
+
+    def diagnose(case: Case, got: np.ndarray) -> str | None:
+        z, t = case.args
+        m = np.max(z / t, axis=-1, keepdims=True)
+        if np.any(m != 0) and close(got, case.expected + m):
+            return (
+                "the - max(z) outside the log is missing: you subtracted it inside, and "
+                "log(sum(exp(z))) = max(z) + log(sum(exp(z - max(z)))), so it belongs in "
+                "both places."
+            )
+        return _temperature_diagnosis(case, got, ref_log_softmax)
+
+    return grade("log_softmax", student_fn, cases, diagnose, _LOGITS)
 
 
 def _distributions_case(
@@ -368,6 +552,67 @@ def _distributions_case(
     p, q = as_array(p), as_array(q)
     label = f"{what}p={compact(p, 4)}, q={compact(q, 4)}"
     return Case((p, q), label, reference(p, q), hint)
+
+
+#: The epsilons students (and libraries: Keras clips to 1e-7) put into a log.
+_EPSILONS = (1e-7, 1e-8, 1e-9, 1e-10, 1e-12, 1e-15, 1e-16, 1e-20, 1e-30)
+_NEVER_EPSILON = (
+    "Never add an epsilon: it changes the value. Mask the terms with p_i = 0 only "
+    "(np.where(p > 0, ..., 0.0)); a zero or tiny q_i where p_i > 0 must give a huge or "
+    "infinite value."
+)
+_TINY_Q = [1.0 - 1e-10, 1e-10]
+
+
+def _epsilon_diagnosis(
+    got: np.ndarray,
+    p: np.ndarray,
+    q: np.ndarray,
+    expected: np.ndarray,
+    terms: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+    quantity: str,
+) -> str | None:
+    """Name an epsilon added to the probabilities, a clip, or terms skipped where q = 0.
+
+    ``terms(p, log_p, log_q)`` gives the summands of the quantity (0 where p = 0); each
+    variant is recomputed in float64 from ``p`` and ``q`` and compared with ``got``.
+    """
+    with np.errstate(all="ignore"):
+
+        def value(p_in: np.ndarray, q_in: np.ndarray, weight: np.ndarray = p) -> np.ndarray:
+            return np.sum(
+                np.where(weight > 0, terms(weight, np.log(p_in), np.log(q_in)), 0.0), axis=-1
+            )
+
+        for eps in _EPSILONS:
+            variants = (
+                (f"you added an epsilon ({eps:g}) to q", value(p, q + eps)),
+                (f"you added an epsilon ({eps:g}) to p and q", value(p + eps, q + eps)),
+                (
+                    f"you clipped {quantity} to [{eps:g}, 1]",
+                    value(np.clip(p, eps, 1.0), np.clip(q, eps, 1.0), np.clip(p, eps, 1.0)),
+                ),
+                (f"you clipped {quantity} to [{eps:g}, 1]", value(p, np.clip(q, eps, 1.0))),
+            )
+            for what, variant in variants:
+                # Tighter than RTOL: adding 1e-7 and clipping at 1e-7 differ by 6e-5 here.
+                if got.shape == variant.shape and np.allclose(got, variant, rtol=1e-5, atol=0):
+                    return (
+                        f"{what}: that makes ln q_i finite where q_i is 0 or tiny, so the "
+                        f"result is too small exactly where q is most wrong. {_NEVER_EPSILON}"
+                    )
+        skipped = np.sum(np.where((p > 0) & (q > 0), terms(p, np.log(p), np.log(q)), 0.0), -1)
+        if close(got, skipped):
+            return (
+                "you skipped the terms with q_i = 0: where p_i > 0 and q_i = 0 the term is "
+                f"infinite, and so is the result. {_NEVER_EPSILON}"
+            )
+    if np.any(np.isinf(expected) & np.isfinite(got)):
+        return (
+            "the exact value is infinite here (q_i = 0 where p_i > 0), but your function "
+            f"returned a finite one: an epsilon, a clip or a mask on q hides it. {_NEVER_EPSILON}"
+        )
+    return None
 
 
 def kl_divergence(student_fn: Callable[..., Any]) -> bool:
@@ -398,8 +643,16 @@ def kl_divergence(student_fn: Callable[..., Any]) -> bool:
         _distributions_case(
             ref_kl,
             [0.5, 0.5],
+            _TINY_Q,
+            "a tiny q_i where p_i > 0 makes KL large: the term 0.5 ln(0.5 / 1e-10) = 11.2. An "
+            f"epsilon or a clip caps it. {_NEVER_EPSILON}",
+        ),
+        _distributions_case(
+            ref_kl,
+            [0.5, 0.5],
             [1.0, 0.0],
-            "if q_i = 0 where p_i > 0, KL is infinite: ln(p_i / 0) = inf.",
+            "if q_i = 0 where p_i > 0, KL is infinite: ln(p_i / 0) = inf. An epsilon or a "
+            f"clip makes it finite. {_NEVER_EPSILON}",
         ),
         _distributions_case(
             ref_kl,
@@ -417,9 +670,16 @@ def kl_divergence(student_fn: Callable[..., Any]) -> bool:
                 return "you computed KL(q || p): the sum is weighted by the FIRST argument p."
             if close(got, case.expected / math.log(2)):
                 return "that is the value in bits (log2); use the natural log for nats."
-        return None
+        return _epsilon_diagnosis(
+            got,
+            p,
+            q,
+            case.expected,
+            lambda w, log_p, log_q: w * (log_p - log_q),
+            "the probabilities",
+        )
 
-    return grade("kl_divergence", student_fn, cases, diagnose)
+    return grade("kl_divergence", student_fn, cases, diagnose, "p, q")
 
 
 def cross_entropy(student_fn: Callable[..., Any]) -> bool:
@@ -444,6 +704,20 @@ def cross_entropy(student_fn: Callable[..., Any]) -> bool:
         _distributions_case(ref_cross_entropy, [0.0, 0.5, 0.5], [0.0, 0.5, 0.5], zeros),
         _distributions_case(
             ref_cross_entropy,
+            [0.5, 0.5],
+            _TINY_Q,
+            "a tiny q_i where p_i > 0 makes H(p, q) large: -0.5 ln(1e-10) = 11.5. An epsilon "
+            f"epsilon or a clip caps it. {_NEVER_EPSILON}",
+        ),
+        _distributions_case(
+            ref_cross_entropy,
+            [0.5, 0.5],
+            [1.0, 0.0],
+            "if q_i = 0 where p_i > 0, H(p, q) is infinite: -ln(0) = inf. An epsilon, a clip "
+            f"or a mask on q > 0 makes it finite. {_NEVER_EPSILON}",
+        ),
+        _distributions_case(
+            ref_cross_entropy,
             [[0.6, 0.4, 0.0], [0.2, 0.3, 0.5]],
             [[0.5, 0.25, 0.25], [0.1, 0.4, 0.5]],
             "for a batch, return one value per row: sum over the last axis (axis=-1).",
@@ -458,9 +732,11 @@ def cross_entropy(student_fn: Callable[..., Any]) -> bool:
                 return "you swapped the arguments: H(p, q) averages ln q under p."
             if close(got, -case.expected):
                 return "mind the sign: ln q <= 0, so H(p, q) = -sum p ln q >= 0."
-        return None
+        return _epsilon_diagnosis(
+            got, p, q, case.expected, lambda w, log_p, log_q: -w * log_q, "q"
+        )
 
-    return grade("cross_entropy", student_fn, cases, diagnose)
+    return grade("cross_entropy", student_fn, cases, diagnose, "p, q")
 
 
 def __getattr__(name: str) -> Any:

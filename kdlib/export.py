@@ -23,6 +23,7 @@ import io
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,7 @@ def check_images(x: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
         got = getattr(x, "shape", type(x).__name__)
         raise ValueError(
             f"{name} must be an array of shape (n, {', '.join(map(str, shape))}) with n >= 1 "
-            f"float images, got {got}; e.g. {name}=x_train[:500]."
+            f"float images, got {got}; e.g. {name}=kdlib.data.scale_images(x_train[:500])."
         )
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{name} holds NaN or infinite values; pass finite float images.")
@@ -75,13 +76,27 @@ def check_interpreter() -> None:
 
 
 # ------------------------------------------------------------------------ native output
+#: File descriptors 1 and 2, ``sys.stdout`` and the logger level belong to the whole
+#: process: calls from several threads take turns, or each would restore what another saved
+#: (fd 1 left on a deleted temporary file, every later print lost). Re-entrant, so a quiet
+#: block may call code that is quiet itself.
+_QUIET_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def quiet_native_output() -> Iterator[None]:
     """Hide the converter's and the interpreter's chatter ("Assets written to", "INFO: Created
     TensorFlow Lite XNNPACK delegate"): C++ output on file descriptors 1 and 2, Python
     prints and TensorFlow's INFO log records. If the block raises, the captured C++ text is
-    written back to stderr, so nothing that explains the error is lost.
+    written back to stderr, so nothing that explains the error is lost. Safe to use from
+    several threads: they take turns (one lock for the process).
     """
+    with _QUIET_LOCK, _quiet_native_output():
+        yield
+
+
+@contextlib.contextmanager
+def _quiet_native_output() -> Iterator[None]:
     logger = logging.getLogger("tensorflow")
     level = logger.level
     with tempfile.TemporaryFile(mode="w+b") as sink, contextlib.ExitStack() as stack:
@@ -120,10 +135,11 @@ class LiteRTModel:
     path : path-like
         An existing ``.tflite`` file with one input and one output.
     num_threads : int, optional
-        Interpreter threads; None lets LiteRT choose.
+        Interpreter threads (an integer >= 1); None lets LiteRT choose.
     """
 
     def __init__(self, path: str | os.PathLike[str], num_threads: int | None = None) -> None:
+        num_threads = validate.optional_positive_int(num_threads, "num_threads", example=2)
         self.path = Path(path)
         if self.path.suffix.lower() != SUFFIX or not self.path.is_file():
             raise ValueError(
@@ -184,7 +200,7 @@ class LiteRTModel:
         return self._float_output(self._interpreter.get_tensor(self.output_details["index"]))
 
     def predict(self, x: Any, batch_size: int = 256) -> np.ndarray:
-        """Float logits for float inputs ``x`` of shape (n, *input_shape)."""
+        """Float logits for float inputs ``x`` of shape ``(n, *input_shape)``."""
         images = check_images(x, self.input_shape, "x")
         batch_size = validate.positive_int(batch_size, "batch_size", example=256)
         return np.concatenate(
@@ -224,6 +240,10 @@ def evaluate_litert(
 
 
 QUANTIZE_CHOICES = (None, "dynamic", "int8")
+#: int8 calibration data may reach this fraction of ``input_range``'s width beyond it, and
+#: must span at least :data:`MIN_CALIBRATION_SPAN` of it.
+CALIBRATION_SLACK = 0.05
+MIN_CALIBRATION_SPAN = 0.25
 #: Keras's LiteRT exporter passes converter settings through from this version on.
 MIN_KERAS = (3, 13)
 
@@ -270,6 +290,49 @@ def _check_converter() -> None:
         )
 
 
+def _input_range(value: Any) -> tuple[float, float] | None:
+    """``(low, high)`` with low < high, or None."""
+    if value is None:
+        return None
+    bounds = validate.vector(value, "input_range", min_size=2, example="(0.0, 1.0)")
+    if bounds.size != 2 or not bounds[0] < bounds[1]:
+        raise ValueError(
+            f"input_range must be (low, high) with low < high, got {value!r}; e.g. "
+            "input_range=(0.0, 1.0) for images scaled by kdlib.data.scale_images."
+        )
+    return float(bounds[0]), float(bounds[1])
+
+
+def _check_calibration(x: np.ndarray, input_range: tuple[float, float] | None) -> None:
+    """Refuse int8 calibration data that would set a useless input scale: constant data
+    (scale about 0), or data outside or covering little of the range the model was trained
+    on (0-255 images for a model trained on [0, 1]: a scale 255 times too large)."""
+    low, high = float(x.min()), float(x.max())
+    fix = (
+        "pass a few hundred training images scaled as in training, e.g. "
+        "representative_data=kdlib.data.scale_images(x_train[:500])"
+    )
+    if high - low <= 1e-6 * max(1.0, abs(high)):
+        raise ValueError(
+            f"representative_data is constant (every value is {low:g}): the int8 input scale "
+            f"calibrated on it is about 0, so every real image saturates; {fix}."
+        )
+    if input_range is None:
+        return
+    lo, hi = input_range
+    width = hi - lo
+    outside = low < lo - CALIBRATION_SLACK * width or high > hi + CALIBRATION_SLACK * width
+    if outside or high - low < MIN_CALIBRATION_SPAN * width:
+        what = "reaches outside" if outside else "covers little of"
+        raise ValueError(
+            f"representative_data ranges over [{low:g}, {high:g}], which {what} the range "
+            f"the model was trained on, [{lo:g}, {hi:g}] (input_range): the int8 input "
+            f"scale calibrated on it would not fit the model's inputs. For unscaled 0-255 "
+            f"images, {fix}. If the model was trained on another range, pass it as "
+            "input_range=(low, high) (None skips this check)."
+        )
+
+
 def check_litert_available() -> None:
     """Raise unless this environment can convert (Keras >= 3.13 on TensorFlow) and run
     (``ai-edge-litert``) LiteRT models; ``kdlib distill --export-litert`` asks before training.
@@ -284,6 +347,7 @@ def to_litert(
     path: str | os.PathLike[str],
     quantize: str | None = None,
     representative_data: Any = None,
+    input_range: tuple[float, float] | None = (0.0, 1.0),
 ) -> Path:
     """Convert ``model`` (logits out) to a LiteRT ``.tflite`` file, written atomically.
 
@@ -304,6 +368,13 @@ def to_litert(
         one is run through the model to calibrate each activation's range
         :math:`[\\min, \\max]`, from which the converter sets scale and zero point:
         :math:`s = (\\max - \\min) / 255`, :math:`z = -128 - \\mathrm{round}(\\min / s)`.
+        Constant data is refused (it gives :math:`s \\approx 0`).
+    input_range : (low, high) or None
+        The range of the inputs the model was trained on: [0, 1] for images scaled by
+        :func:`kdlib.data.scale_images`. ``representative_data`` must lie within it (up to
+        5 % of its width) and span at least a quarter of it, or the calibrated input scale
+        would be wrong (uint8 0-255 images for a [0, 1] model: accuracy about 10 %). None
+        skips this check.
 
     Returns
     -------
@@ -315,20 +386,23 @@ def to_litert(
     ValueError, TypeError, RuntimeError
         Before any conversion, for a bad path (missing folder, not ``.tflite``, a folder), an
         unknown ``quantize``, ``"int8"`` without (or another mode with)
-        ``representative_data``, data of the wrong shape, a model that outputs
+        ``representative_data``, data of the wrong shape, constant data or data outside
+        ``input_range``, a model that outputs
         probabilities, a Distiller, a non-TensorFlow Keras backend or a Keras older than 3.13.
     """
     quantize = validate.one_of(quantize, QUANTIZE_CHOICES, "quantize")
+    input_range = _input_range(input_range)
     target = validate.output_path(path, suffix=SUFFIX, name="to_litert")
     shape = _input_shape(model)
     if quantize == "int8":
         if representative_data is None:
             raise ValueError(
                 "quantize='int8' needs representative_data to calibrate the activation "
-                "ranges: pass a few hundred training images, e.g. representative_data="
-                "x_train[:500]."
+                "ranges: pass a few hundred training images scaled as in training, e.g. "
+                "representative_data=kdlib.data.scale_images(x_train[:500])."
             )
         calibration = check_images(representative_data, shape, "representative_data")
+        _check_calibration(calibration, input_range)
     elif representative_data is not None:
         raise ValueError(
             f"representative_data is used only with quantize='int8', got quantize={quantize!r}; "

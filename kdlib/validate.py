@@ -33,6 +33,7 @@ __all__ = [
     "logit_vector",
     "temperatures",
     "class_labels",
+    "distinct_values",
     "output_path",
     "distinct_paths",
 ]
@@ -252,6 +253,22 @@ def class_labels(labels: Sequence[Any] | None, num_classes: int, of: str) -> lis
             "give exactly one label per class."
         )
     return names
+
+
+def distinct_values(values: Sequence[Any], name: str, example: str) -> tuple[Any, ...]:
+    """``values`` as a tuple if no value occurs twice (2 and 2.0 are the same value).
+
+    For grids: a repeated value would count one cell's runs twice.
+    """
+    seen: list[Any] = []
+    for value in values:
+        if value in seen:
+            raise ValueError(
+                f"{name} lists {value!r} more than once ({list(values)!r}); give each value "
+                f"once, e.g. {name}={example}."
+            )
+        seen.append(value)
+    return tuple(values)
 
 
 def output_path(path: str | os.PathLike[str], suffix: str | None, name: str) -> Path:

@@ -163,6 +163,7 @@ def no_training(monkeypatch):
     """Fail the test if a command (``kdlib distill`` or ``kdlib sweep``) gets as far as
     loading data or training."""
     from kdlib import experiment, sweep
+    from kdlib.sweep import grid
 
     def refuse(*args, **kwargs):
         raise AssertionError("training started although a flag was invalid")
@@ -170,3 +171,4 @@ def no_training(monkeypatch):
     monkeypatch.setattr(experiment, "run_experiment", refuse)
     monkeypatch.setattr(experiment, "prepare_data", refuse)
     monkeypatch.setattr(sweep, "run_sweep", refuse)
+    monkeypatch.setattr(grid, "run_sweep", refuse)  # what `kdlib sweep` calls

@@ -344,3 +344,31 @@ def test_upper_case_keras_suffix_is_refused(tmp_path, capsys, no_training):
 def test_seeds_beyond_numpy_range_are_refused(capsys, no_training, argv):
     err = fails_before_training(capsys, argv)
     assert "4294967295" in err
+
+
+@pytest.mark.parametrize("form", ["dynamic", "float32", "int8"])
+def test_litert_quantize_without_export_litert_is_refused(capsys, no_training, form):
+    err = fails_before_training(capsys, ["--litert-quantize", form])
+    assert "--litert-quantize" in err and "--export-litert" in err
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("converter crashed"), KeyboardInterrupt()])
+def test_nothing_is_reported_written_when_the_litert_export_fails(
+    tmp_path, canned, monkeypatch, capsys, failure
+):
+    """The log used to say "wrote r.json" while the run then failed in --export-litert and
+    r.json stayed the previous run's."""
+    from kdlib import export
+    from kdlib.cli import distill
+
+    paths, argv = previous_run(tmp_path)
+    monkeypatch.setattr(export, "check_litert_available", lambda: None)
+
+    def failing_export(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(distill, "_export_litert", failing_export)
+    with pytest.raises(type(failure)):
+        cli.main(["distill", *argv, "--export-litert", str(tmp_path / "s.tflite")])
+    assert "wrote" not in capsys.readouterr().out
+    assert_untouched(paths, tmp_path)

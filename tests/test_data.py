@@ -18,6 +18,7 @@ from reference import write_fake_mnist
 import kdlib.data as data
 
 
+@pytest.fixture
 def isolated(tmp_path, monkeypatch):
     """No env dir, an empty repo data dir, an empty Keras cache, and no network."""
     monkeypatch.delenv("KDLIB_DATA_DIR", raising=False)

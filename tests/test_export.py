@@ -260,20 +260,17 @@ def test_cli_rejects_a_bad_export_path_before_training(
     assert err.count("\n") == 1 and "--export-litert" in err and fragment in err
 
 
-def test_cli_export_writes_an_int8_student_and_reports_it(student, mnist, tmp_path, capsys):
+def test_cli_export_writes_an_int8_student_and_reports_it(student, mnist, tmp_path):
     x_train, y_train, x_test, y_test = mnist
     splits = types.SimpleNamespace(x_train=x_train, x_test=x_test, y_test=y_test)
     result = types.SimpleNamespace(
         artifacts=types.SimpleNamespace(distilled=student, splits=splits)
     )
     path = tmp_path / "student.tflite"
-    cli._export_litert(result, str(path), "int8")
+    line = cli._export_litert(result, str(path), "int8")
     assert export.LiteRTModel(path).input_dtype == np.int8
     scores = export.evaluate_litert(path, x_test, y_test)
-    printed = capsys.readouterr().out
-    assert (
-        f"{100 * scores['accuracy']:.2f} %" in printed and f"{scores['errors']} errors" in printed
-    )
+    assert f"{100 * scores['accuracy']:.2f} %" in line and f"{scores['errors']} errors" in line
 
 
 def test_an_old_keras_or_a_missing_interpreter_is_explained(tmp_path, monkeypatch, no_conversion):
@@ -298,3 +295,95 @@ def test_the_written_file_has_the_umask_permissions(files):
     umask = os.umask(0)
     os.umask(umask)
     assert files["float32"].stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+# ------------------------------------------------------------- int8 calibration data
+def test_int8_calibration_on_unscaled_uint8_images_is_refused_naming_scale_images(
+    tmp_path, no_conversion
+):
+    """load_mnist's images are uint8 0-255; a model trained on [0, 1] calibrated on them
+    gets an input scale 255 times too large (accuracy 0.10 instead of 0.80)."""
+    raw = np.random.default_rng(0).integers(0, 256, (50, 28, 28)).astype(np.uint8)
+    with pytest.raises(ValueError) as info:
+        export.to_litert(
+            models.mlp(hidden=(4,)), tmp_path / "m.tflite", "int8", representative_data=raw
+        )
+    message = str(info.value)
+    assert "scale_images" in message and "255" in message and "[0, 1]" in message
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("value", [0.0, 0.5])
+def test_int8_calibration_on_constant_images_is_refused(value, tmp_path, no_conversion):
+    """All-zero calibration images give an input scale of 1e-8 and accuracy 0.13."""
+    flat = np.full((50, 28, 28), value, np.float32)
+    with pytest.raises(ValueError, match="constant") as info:
+        export.to_litert(
+            models.mlp(hidden=(4,)), tmp_path / "m.tflite", "int8", representative_data=flat
+        )
+    assert "representative_data" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_int8_calibration_range_follows_the_training_range_given(tmp_path, no_conversion):
+    """Images standardised to [-1, 1] are right for a model trained on [-1, 1]: they get as
+    far as the conversion."""
+    x = np.random.default_rng(0).uniform(-1, 1, (50, 28, 28)).astype(np.float32)
+    x[0, 0, :2] = -1.0, 1.0
+    model = models.mlp(hidden=(4,))
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        export.to_litert(model, tmp_path / "m.tflite", "int8", representative_data=x)
+    with pytest.raises(AssertionError, match="conversion started"):
+        export.to_litert(
+            model, tmp_path / "m.tflite", "int8", representative_data=x, input_range=(-1, 1)
+        )
+
+
+# ------------------------------------------------------------------- running a file
+@pytest.mark.parametrize("num_threads", [0, -1, "2", 2.0, True])
+def test_a_bad_num_threads_is_named_not_blamed_on_the_file(files, num_threads):
+    with pytest.raises(ValueError) as info:
+        export.LiteRTModel(files["float32"], num_threads=num_threads)
+    message = str(info.value)
+    assert "num_threads" in message and "not a valid LiteRT model" not in message
+
+
+_QUIET_IN_THREADS = """
+import os, sys, threading, time
+from kdlib import export
+
+def work():
+    for _ in range(25):
+        with export.quiet_native_output():
+            print("hidden print")
+            os.write(1, b"hidden fd 1\\n")
+            time.sleep(0.001)
+
+threads = [threading.Thread(target=work) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print("stdout is", "the real one" if sys.stdout is sys.__stdout__ else type(sys.stdout))
+print("a print after the threads", flush=True)
+os.write(1, b"fd 1 after the threads\\n")
+"""
+
+
+def test_quiet_native_output_from_eight_threads_leaves_stdout_working():
+    """Overlapping calls used to restore each other's file descriptors: afterwards fd 1
+    pointed to a deleted temporary file and sys.stdout was a StringIO, so every print and
+    traceback vanished. Run in a child process, whose fd 1 this test reads."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _QUIET_IN_THREADS], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines == [
+        "stdout is the real one",
+        "a print after the threads",
+        "fd 1 after the threads",
+    ], done.stdout[-2000:]

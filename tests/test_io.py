@@ -9,6 +9,7 @@ import os
 import signal
 import stat
 
+import numpy as np
 import pytest
 
 from kdlib import io
@@ -146,3 +147,70 @@ def test_probe_folder(tmp_path):
     assert listing(tmp_path) == []
     with pytest.raises(OSError):
         io.probe_folder(tmp_path / "missing" / "x.json")
+
+
+def test_write_json_is_strict_json_with_null_for_nan_and_infinity(tmp_path):
+    target = tmp_path / "r.json"
+    io.write_json(target, {"p": float("nan"), "t": [float("inf"), -np.inf, np.float64("nan")]})
+    text = target.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    assert json.loads(text, parse_constant=refuse) == {"p": None, "t": [None, None, None]}
+
+
+def test_write_json_onto_a_symlink_writes_the_file_it_points_to(tmp_path):
+    (tmp_path / "runs").mkdir()
+    real = tmp_path / "runs" / "latest.json"
+    real.write_text('{"old": true}\n')
+    link = tmp_path / "results.json"
+    link.symlink_to(real)
+    io.write_json(link, {"new": True})
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert json.loads(real.read_text()) == {"new": True}
+    assert listing(tmp_path / "runs") == ["latest.json"] and listing(tmp_path) == [
+        "results.json",
+        "runs",
+    ]
+
+
+_STAGE_AND_WAIT = """
+import sys, time
+from pathlib import Path
+from kdlib import io
+
+folder = Path(sys.argv[1])
+with io.OutputSet() as outputs:
+    outputs.stage(folder / "student.keras").write_bytes(b"half a model")
+    outputs.stage(folder / "r.json").write_text("{}")
+    print("staged", flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_or_sighup_during_a_write_leaves_no_temporary_file(tmp_path, signum):
+    """A killed run (``kill``, a closed terminal) cleans up as Ctrl-C does: the previous
+    files stay, no hidden ``.student.XXXX.tmp.keras`` is left, and the process still ends
+    by that signal."""
+    import subprocess
+    import sys
+
+    (tmp_path / "student.keras").write_bytes(b"previous")
+    child = subprocess.Popen(
+        [sys.executable, "-c", _STAGE_AND_WAIT, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout.readline() == "staged\n"
+        assert len(listing(tmp_path)) == 3  # the two temporaries and the previous file
+        child.send_signal(signum)
+        assert child.wait(timeout=30) == -signum
+    finally:
+        child.kill()
+        child.wait()
+    assert listing(tmp_path) == ["student.keras"]
+    assert (tmp_path / "student.keras").read_bytes() == b"previous"

@@ -151,3 +151,69 @@ def test_compare_pairs_seeds_and_reports_json_types():
 def test_bad_input_is_rejected_with_a_clear_message(call, fragment):
     with pytest.raises(ValueError, match=fragment):
         call()
+
+
+def per_seed_outcomes(right_a, right_b, n=2000):
+    """Boolean vectors of one seed: model A right on ``right_a`` of ``n`` images, model B on
+    those and ``right_b - right_a`` more."""
+    a = np.arange(n) < right_a
+    b = np.arange(n) < right_b
+    return a, b
+
+
+def test_equal_gains_of_every_seed_give_no_test_despite_rounding():
+    """Two seeds that both gain exactly +30 of 2,000 images: the float differences
+    (1630 - 1600) / 2000 and (1230 - 1200) / 2000 differ in the last bits only, which is no
+    spread at all. The t-test and interval must be undefined, not t = 1e14."""
+    seeds = [per_seed_outcomes(1600, 1630), per_seed_outcomes(1200, 1230)]
+    accuracies = [(np.mean(a), np.mean(b)) for a, b in seeds]
+    differences = [b - a for a, b in accuracies]
+    assert differences[0] != differences[1]  # the rounding noise this test is about
+    assert differences == pytest.approx([0.015, 0.015], abs=1e-15)
+    result = stats.compare("scratch", [a for a, _ in seeds], "distilled", [b for _, b in seeds])
+    assert result.mean.mean == pytest.approx(0.015)
+    assert math.isnan(result.mean.low) and math.isnan(result.mean.high)
+    assert math.isnan(result.t_test.statistic) and math.isnan(result.t_test.p_value)
+    assert math.isnan(stats.paired_t_test(*zip(*accuracies)).statistic)
+    from kdlib.experiment.conclusions import verdict
+
+    words = verdict(result)
+    assert "better" not in words and "every seed gave the same difference" in words
+
+
+def test_differences_that_really_vary_still_get_a_test():
+    """The tolerance is relative to the size of the differences: a spread of 1e-6 around a
+    mean of 1e-3 is a spread, and gets the t statistic of the formula."""
+    d = np.array([1e-3, 1e-3 + 1e-6])
+    ci = stats.mean_ci(d)
+    half = 12.706204736174707 * np.std(d, ddof=1) / np.sqrt(2)  # t_{0.975, 1}
+    assert (ci.low, ci.high) == pytest.approx((d.mean() - half, d.mean() + half), rel=1e-9)
+    t = stats.paired_t_test([0.0, 0.0], d).statistic
+    assert t == pytest.approx(d.mean() / (np.std(d, ddof=1) / np.sqrt(2)), rel=1e-9)
+
+
+def test_compare_refuses_an_empty_seed_without_numpy_warnings():
+    import warnings
+
+    full = np.ones(5, bool)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a RuntimeWarning ("Mean of empty slice") fails
+        with pytest.raises(ValueError, match=r"correct_a\[1\]") as info:
+            stats.compare("a", [full, np.array([], bool)], "b", [full, np.array([], bool)])
+    assert "values" not in str(info.value) and "nan" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: stats.mean_ci([0.5]),
+        lambda: stats.paired_t_test([0.5], [0.6]),
+        lambda: stats.compare("a", [np.ones(3, bool)], "b", [np.ones(3, bool)]),
+    ],
+)
+def test_every_to_dict_is_strict_json_with_null_for_nan(make):
+    import json
+
+    report = make().to_dict()
+    text = json.dumps(report, allow_nan=False)  # raises on NaN or inf
+    assert "null" in text

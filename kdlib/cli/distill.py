@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -145,7 +144,7 @@ def add_distill_parser(commands: Any) -> None:
     distill.add_argument(
         "--litert-quantize",
         choices=LITERT_QUANTIZE,
-        default="int8",
+        default=None,
         help="form of the --export-litert file: int8 (full-integer, calibrated on 500 "
         "training images; default), dynamic (int8 weights) or float32",
     )
@@ -165,6 +164,12 @@ def _check_flags(args: argparse.Namespace) -> None:
         "--save-student": ".keras",
         "--export-litert": ".tflite",
     }
+    if args.litert_quantize is not None and args.export_litert is None:
+        _fail(
+            f"--litert-quantize {args.litert_quantize} sets the form of the --export-litert "
+            "file, but there is no --export-litert; add --export-litert student.tflite, or "
+            "drop --litert-quantize."
+        )
     try:
         count = DEFAULT_SEEDS if args.seeds is None else args.seeds
         validate.seed(args.seed, "--seed", count=count)
@@ -186,7 +191,8 @@ def _distill(args: argparse.Namespace) -> int:
     # Every output goes to a temporary file first (the student while it is saved, the rest
     # at the end) and all are renamed together when the run is complete
     # (kdlib.io.OutputSet): an interrupted run leaves the previous run's files, never a mix
-    # of two runs. The JSON and the plot also carry one run id.
+    # of two runs. The JSON and the plot also carry one run id. "wrote" is said only once
+    # every file is in place.
     run_id = uuid.uuid4().hex
     messages = []
     with io.OutputSet() as outputs:
@@ -214,7 +220,7 @@ def _distill(args: argparse.Namespace) -> int:
         print()
         print(conclusions.format_statistics(result))
         if args.json is not None:
-            text = json.dumps({**result.to_json_dict(), "run_id": run_id}, indent=2) + "\n"
+            text = io.json_text({**result.to_json_dict(), "run_id": run_id})
             outputs.stage(args.json).write_text(text, encoding="utf-8")
             messages.append(f"wrote {args.json}")
         if args.plot is not None:
@@ -224,11 +230,12 @@ def _distill(args: argparse.Namespace) -> int:
             messages.append(
                 f"wrote {args.save_student} (loads with keras.models.load_model, no kdlib needed)"
             )
-        if messages:
-            print("\n".join(messages))
         if args.export_litert is not None:
             staged = outputs.stage(args.export_litert)
-            _export_litert(result, staged, args.litert_quantize, shown=args.export_litert)
+            form = args.litert_quantize or "int8"
+            messages.append(_export_litert(result, staged, form, shown=args.export_litert))
+    if messages:
+        print("\n".join(messages))
     return 0
 
 
@@ -265,9 +272,9 @@ def _check_litert(path: str | None) -> None:
 
 def _export_litert(
     result: ExperimentResult, path: Any, form: str, shown: str | None = None
-) -> None:
-    """Write the first seed's distilled student to ``path`` and print how it scores
-    (``shown``: the final path, when ``path`` is a staged temporary file)."""
+) -> str:
+    """Write the first seed's distilled student to ``path``; return the line that says how
+    it scores (``shown``: the final path, when ``path`` is a staged temporary file)."""
     import numpy as np
 
     from kdlib import export
@@ -280,7 +287,7 @@ def _export_litert(
     keras_logits = art.distilled.predict(art.splits.x_test, batch_size=1000, verbose=0)
     agreement = float(np.mean(scores["predictions"] == np.argmax(keras_logits, axis=-1)))
     size_kb = os.path.getsize(path) / 1024
-    print(
+    return (
         f"wrote {shown or path} (LiteRT {form}, {size_kb:.1f} KB): test accuracy "
         f"{100 * scores['accuracy']:.2f} %, {scores['errors']} errors, same class as the Keras "
         f"student on {100 * agreement:.2f} % of the test images"

@@ -1,10 +1,12 @@
 """The ``kdlib sweep`` command: its flags, their checks, the run of
-:func:`kdlib.sweep.run_sweep` and its outputs (teacher, JSON records, heatmap)."""
+:func:`kdlib.sweep.run_sweep` and its outputs (teacher, JSON records, heatmap), published
+together with one run id."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import uuid
 from typing import Any
 
 from kdlib import validate
@@ -118,24 +120,69 @@ def add_sweep_parser(commands: Any) -> None:
     )
 
 
-def _sweep(args: argparse.Namespace) -> int:
+def _check_flags(args: argparse.Namespace) -> None:
+    """Every check that needs more than one flag, or the file system; before any training."""
     if args.load_teacher is not None and not os.path.isfile(args.load_teacher):
         _fail(
             f"--load-teacher {args.load_teacher!r}: no such file; give a .keras teacher saved "
             "with --save-teacher, or leave the flag out to train one.",
             "sweep",
         )
-    for flag, path, suffix in (
-        ("--json", args.json, None),
-        ("--plot", args.plot, ".png"),
-        ("--save-teacher", args.save_teacher, ".keras"),
-    ):
-        if path is not None:
-            try:
+    try:
+        for flag, values, example in (
+            ("--temperatures", args.temperatures, "2 4"),
+            ("--alphas", args.alphas, "0.1 0.5"),
+        ):
+            if values is not None:
+                validate.distinct_values(values, flag, example)
+        for flag, path, suffix in (
+            ("--json", args.json, None),
+            ("--plot", args.plot, ".png"),
+            ("--save-teacher", args.save_teacher, ".keras"),
+        ):
+            if path is not None:
                 validate.output_path(path, suffix=suffix, name=flag)
-            except ValueError as err:
-                _fail(str(err), "sweep")
+        validate.distinct_paths(
+            {
+                "--load-teacher": args.load_teacher,
+                "--json": args.json,
+                "--plot": args.plot,
+                "--save-teacher": args.save_teacher,
+            }
+        )
+    except ValueError as err:
+        _fail(str(err), "sweep")
+
+
+def _load_teacher(path: str) -> Any:
+    """The ``--load-teacher`` model, or exit with one line that says why it cannot be used."""
+    import keras
+
+    try:
+        return keras.models.load_model(path)
+    except Exception as err:  # Keras raises many types; each gets one line
+        text = str(err)
+        if "Lambda" in text or "safe_mode" in text:
+            _fail(
+                f"--load-teacher {path!r} holds Python code (a Lambda layer), which Keras's "
+                "safe mode refuses to run (nothing of it was executed). Save a teacher "
+                "without Lambda layers, or, if you trust the file, load it yourself with "
+                "keras.models.load_model(path, safe_mode=False) and pass it to "
+                "kdlib.sweep.run_sweep(teacher=...).",
+                "sweep",
+            )
+        first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+        _fail(
+            f"--load-teacher {path!r} could not be loaded as a Keras model ({first}); give "
+            "a .keras file saved with --save-teacher.",
+            "sweep",
+        )
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    _check_flags(args)
     # Nothing trains until every flag and path looks sane.
+    from kdlib import io
     from kdlib.sweep import grid as sweep
 
     try:
@@ -153,29 +200,40 @@ def _sweep(args: argparse.Namespace) -> int:
         )
     except ValueError as err:
         _fail(str(err), "sweep")
-    teacher = None
-    if args.load_teacher is not None:
-        import keras
-
-        teacher = keras.models.load_model(args.load_teacher)
+    teacher = None if args.load_teacher is None else _load_teacher(args.load_teacher)
     result = sweep.run_sweep(config, teacher=teacher)
-    payload = result.to_json_dict()
-
+    # The outputs are written as one set (kdlib.io.OutputSet), renamed into place when every
+    # one is complete, and the JSON and the PNG carry one run id: an interrupted run leaves
+    # the previous run's files, never a mix. "wrote" is said once they are in place.
+    run_id = uuid.uuid4().hex
+    payload = {**result.to_json_dict(), "run_id": run_id}
     print()
     print(sweep.format_summary(result))
-    from kdlib import io  # every file atomically: the old one or the complete new one
-
-    if args.save_teacher is not None:
-        with io.atomic_path(args.save_teacher) as tmp:
-            result.teacher_model.save(tmp)
-        print(f"wrote {args.save_teacher}")
-    if args.json is not None:
-        io.write_json(args.json, payload)
-        print(f"wrote {args.json}")
-    if args.plot is not None:
-        from kdlib.sweep.plots import plot_sweep_heatmap
-
-        with io.atomic_path(args.plot) as tmp:
-            plot_sweep_heatmap(payload).savefig(tmp, dpi=120, bbox_inches="tight", format="png")
-        print(f"wrote {args.plot}")
+    written = []
+    with io.OutputSet() as outputs:
+        if args.save_teacher is not None:
+            result.teacher_model.save(outputs.stage(args.save_teacher))
+            written.append(args.save_teacher)
+        if args.json is not None:
+            outputs.stage(args.json).write_text(io.json_text(payload), encoding="utf-8")
+            written.append(args.json)
+        if args.plot is not None:
+            _save_heatmap(payload, outputs.stage(args.plot), run_id)
+            written.append(args.plot)
+    for path in written:
+        print(f"wrote {path}")
     return 0
+
+
+def _save_heatmap(payload: dict[str, Any], path: Any, run_id: str) -> None:
+    import matplotlib.pyplot as plt
+
+    from kdlib.sweep.plots import plot_sweep_heatmap
+
+    fig = plot_sweep_heatmap(payload)
+    try:
+        fig.savefig(
+            path, dpi=120, bbox_inches="tight", format="png", metadata={"kdlib run_id": run_id}
+        )
+    finally:
+        plt.close(fig)

@@ -31,7 +31,11 @@ def format_statistics(result: ExperimentResult) -> str:
             + "  ".join(f"seed {seed}: {_points(d)}" for seed, d in zip(seeds, c.differences))
         )
         if math.isnan(c.mean.low):
-            why = "one seed" if len(c.differences) < 2 else "the differences do not vary"
+            why = (
+                "one seed"
+                if len(c.differences) < 2
+                else "every seed gave the same difference: no spread to test"
+            )
             lines.append(f"  mean {_points(c.mean.mean)} points ({why}: no CI, no t-test)")
         else:
             lines.append(
@@ -55,7 +59,10 @@ def verdict(c: stats.PairedComparison) -> str:
     if len(c.differences) < 2:
         return "cannot be judged from one seed"
     if math.isnan(c.mean.low):
-        return "cannot be judged: the per-seed differences do not vary"
+        return (
+            "cannot be judged: every seed gave the same difference, so there is no spread "
+            "to test (run more seeds)"
+        )
     if c.mean.low > 0:
         return f"**{c.b} is better** (the whole 95 % CI is above 0)"
     if c.mean.high < 0:

@@ -4,8 +4,10 @@
 teacher, parameters, size on disk, inference time, kept epochs) with the functions of
 :mod:`kdlib.experiment.report` (importable from here too); :class:`ExperimentResult`
 holds the summaries and the paired comparisons and writes the JSON of
-``kdlib distill --json``; :func:`format_table`, :func:`format_statistics` and
-:func:`summary_markdown` are the text of ``kdlib distill`` and notebook 04.
+``kdlib distill --json``; :func:`format_table`,
+:func:`~kdlib.experiment.conclusions.format_statistics` and
+:func:`~kdlib.experiment.conclusions.summary_markdown` are the text of ``kdlib distill`` and
+notebook 04.
 """
 
 from __future__ import annotations

@@ -83,12 +83,14 @@ class SweepConfig:
                 "a sweep needs at least one temperature and one alpha, e.g. "
                 "temperatures=(2, 4), alphas=(0.1,)."
             )
+        temperatures = [validate.temperature(t, "temperatures") for t in self.temperatures]
+        alphas = [validate.alpha(a, "alphas") for a in self.alphas]
         object.__setattr__(
-            self,
-            "temperatures",
-            tuple(validate.temperature(t, "temperatures") for t in self.temperatures),
+            self, "temperatures", validate.distinct_values(temperatures, "temperatures", "(2, 4)")
         )
-        object.__setattr__(self, "alphas", tuple(validate.alpha(a, "alphas") for a in self.alphas))
+        object.__setattr__(
+            self, "alphas", validate.distinct_values(alphas, "alphas", "(0.1, 0.5)")
+        )
         object.__setattr__(self, "hidden", validate.layer_sizes(self.hidden, "hidden", "(50,)"))
 
     @classmethod
@@ -207,6 +209,7 @@ def run_sweep(
     teacher : keras.Model, optional
         A trained teacher (logits out) to reuse, e.g. from an earlier sweep
         (``result.teacher_model``) or ``keras.models.load_model``; trained here if None.
+        It is recorded as what it is (:func:`_teacher_name`), not as ``config``'s teacher.
     data_path : path, optional
         An explicit ``mnist.npz``.
     """
@@ -215,6 +218,7 @@ def run_sweep(
     loads = {"start": load_average()}
     start = time.perf_counter()
     splits = experiment.prepare_data(ex, data_path)
+    trained_here = teacher is None
     if teacher is None:
         teacher, _ = experiment.train_teacher(ex, splits)
     teacher_seconds = time.perf_counter() - start
@@ -267,7 +271,8 @@ def run_sweep(
         records=rows[len(seeds) :],
         scratch=scratch,
         teacher={
-            "name": ex.teacher,
+            "name": ex.teacher if trained_here else _teacher_name(teacher),
+            "trained_here": trained_here,
             "params": int(teacher.count_params()),
             "test_accuracy": teacher_test,
         },
@@ -281,6 +286,16 @@ def run_sweep(
         teacher_model=teacher,
         splits=splits,
     )
+
+
+def _teacher_name(model: keras.Model) -> str:
+    """What a given teacher is: the key of :data:`kdlib.experiment.TEACHERS` whose
+    architecture (the shapes of every weight) it has, else its own Keras name."""
+    shapes = [tuple(w.shape) for w in model.weights]
+    for name, build in experiment.TEACHERS.items():
+        if [tuple(w.shape) for w in build().weights] == shapes:
+            return name
+    return str(model.name)
 
 
 def format_summary(result: SweepResult) -> str:

@@ -19,7 +19,9 @@ them is exactly the gradient of student ``n``'s own :class:`kdlib.Distiller` los
 Adam update every weight from its own gradient (Adam's moments are per weight), so training
 the stack gives every student the weights it would have reached alone, given the same
 initial weights and the same batches (``tests/test_stacked.py`` checks this). An optimizer
-that couples weights (global-norm gradient clipping, weight decay by norm) would break it.
+that couples weights would break it: gradient-norm clipping (``clipnorm``, whose norm runs
+over a variable that holds every student, and ``global_clipnorm``) is therefore refused by
+:meth:`StackedStudents.compile`; element-wise ``clipvalue`` is per weight and fine.
 
 ``alpha = 1`` is training on the labels alone: a scratch baseline can share the stack.
 
@@ -41,7 +43,7 @@ import numpy as np
 from keras import ops
 
 from kdlib import losses, models, validate
-from kdlib.distiller import LABELS_KEY, TEACHER_LOGITS_KEY
+from kdlib.distiller import LABELS_KEY, TEACHER_LOGITS_KEY, check_teacher_logits
 
 __all__ = [
     "StackedStudents",
@@ -231,6 +233,36 @@ class StackedStudents(keras.Model):
         soft = ops.mean(losses._t2_kl_from_logits(t_each, s, temps), axis=0)
         alphas = ops.convert_to_tensor(np.asarray(self.alphas, "float32"))
         return alphas * ce + (1.0 - alphas) * soft
+
+    def compile(self, optimizer: Any = "rmsprop", *args: Any, **kwargs: Any) -> None:
+        """``keras.Model.compile``, refusing gradient-norm clipping (see the module notes)."""
+        optimizer = keras.optimizers.get(optimizer)
+        for name in ("clipnorm", "global_clipnorm"):
+            if getattr(optimizer, name, None) is not None:
+                raise ValueError(
+                    f"StackedStudents cannot use an optimizer with {name}="
+                    f"{getattr(optimizer, name)!r}: the norm would be taken over every "
+                    "student at once, so each student would no longer train as it would "
+                    f"alone. Drop {name}, or clip element-wise with clipvalue=..."
+                )
+        super().compile(optimizer, *args, **kwargs)
+
+    def fit(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
+        """``keras.Model.fit``, after checking in-memory teacher logits: finite, and one
+        per class of the students (a teacher of another class count would fail mid-fit)."""
+        logits = y.get(TEACHER_LOGITS_KEY) if isinstance(y, dict) else None
+        if logits is not None and hasattr(logits, "shape") and len(logits.shape) == 2:
+            classes = int(logits.shape[-1])
+            if classes != self.num_classes:
+                raise ValueError(
+                    f"the teacher's logits have {classes} classes, but the stacked students "
+                    f"have {self.num_classes}; give a teacher with {self.num_classes} outputs "
+                    f"(or StackedStudents(..., num_classes={classes}))."
+                )
+            check_teacher_logits(
+                np.asarray(logits, dtype=np.float32), int(logits.shape[0]), "StackedStudents.fit"
+            )
+        return super().fit(x, y, *args, **kwargs)
 
     # ------------------------------------------------------------------ per-student access
     def accuracies(self, x: Any, y: Any, batch_size: int = 1000) -> np.ndarray:
