@@ -223,7 +223,7 @@ def plot_gradient_norm_vs_temperature(
     ax = _new_axes(ax, (6, 3.5))
     ax.plot(grid, without, label="without T²: ‖(q_T − p_T) / T‖")
     ax.plot(grid, with_t2, label="with T²: ‖T (q_T − p_T)‖")
-    ax.plot(grid, np.full_like(grid, limit), "k:", label="limit ‖Δ zero-mean logits‖ / N")
+    ax.plot(grid, np.full_like(grid, limit), "k:", label=r"limit $\|\tilde s - \tilde t\| / N$")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("temperature T")
