@@ -47,8 +47,13 @@ def _child(folder: Path, reference: Path | None, train_size: int) -> None:
     from kdlib import experiment
 
     cfg = experiment.ExperimentConfig(
-        train_size=train_size, val_size=1000, test_size=1000, teacher_epochs=1, epochs=2,
-        seeds=1, verbose=0,
+        train_size=train_size,
+        val_size=1000,
+        test_size=1000,
+        teacher_epochs=1,
+        epochs=2,
+        seeds=1,
+        verbose=0,
     )
     splits = experiment.prepare_data(cfg)
     teacher, _ = experiment.train_teacher(cfg, splits)
@@ -87,8 +92,12 @@ def _compare(a: list[Any], b: list[Any]) -> dict[str, Any]:
     differing = sum(int(np.sum(x != y)) for x, y in zip(a, b))
     total = sum(x.size for x in a)
     largest = max(float(np.max(np.abs(x.astype("float64") - y))) for x, y in zip(a, b))
-    return {"identical": differing == 0, "values_differing": differing, "values": total,
-            "max_abs_difference": largest}
+    return {
+        "identical": differing == 0,
+        "values_differing": differing,
+        "values": total,
+        "max_abs_difference": largest,
+    }
 
 
 def _cpu_description() -> dict[str, Any]:
@@ -97,13 +106,14 @@ def _cpu_description() -> dict[str, Any]:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return {}
-    fields = dict(
-        line.split(":", 1) for line in text.splitlines() if ":" in line
-    )
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
     fields = {k.strip(): v.strip() for k, v in fields.items()}
     flags = fields.get("flags", "").split()
-    return {"model_name": fields.get("model name", ""), "avx2": "avx2" in flags,
-            "avx512f": "avx512f" in flags}
+    return {
+        "model_name": fields.get("model name", ""),
+        "avx2": "avx2" in flags,
+        "avx512f": "avx512f" in flags,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,8 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        _child(Path(args.child), Path(args.reference) if args.reference else None,
-               args.train_size)
+        _child(Path(args.child), Path(args.reference) if args.reference else None, args.train_size)
         return 0
     start = time.perf_counter()
     report: dict[str, Any] = {
@@ -128,8 +137,14 @@ def main(argv: list[str] | None = None) -> int:
         for name, extra in SETTINGS.items():
             folders[name].mkdir()
             env = {**os.environ, **extra}
-            command = [sys.executable, __file__, "--child", str(folders[name]),
-                       "--train-size", str(args.train_size)]
+            command = [
+                sys.executable,
+                __file__,
+                "--child",
+                str(folders[name]),
+                "--train-size",
+                str(args.train_size),
+            ]
             if name != "default":
                 command += ["--reference", str(folders["default"])]
             subprocess.run(command, env=env, check=True, timeout=1800)
@@ -150,9 +165,11 @@ def main(argv: list[str] | None = None) -> int:
         if name in report:
             for step in STEPS:
                 r = report[name][step]
-                print(f"{name:<12} {step:<25} identical {r['identical']!s:<5} "
-                      f"{r['values_differing']:>7} of {r['values']:>8} values differ, "
-                      f"max |difference| {r['max_abs_difference']:.3g}")
+                print(
+                    f"{name:<12} {step:<25} identical {r['identical']!s:<5} "
+                    f"{r['values_differing']:>7} of {r['values']:>8} values differ, "
+                    f"max |difference| {r['max_abs_difference']:.3g}"
+                )
     if args.json:
         from kdlib import io
 

@@ -189,9 +189,11 @@ def _readme_claims() -> list[str]:
 
 def _readme_experiment_claims() -> list[str]:
     run = _json("04_mnist_distillation.json")
-    claims = [f"| teacher (CNN) | {_pct(run['teacher']['test_accuracy'])} | "
-              f"{run['teacher']['test_errors']} | {run['teacher']['best_epoch']} of "
-              f"{run['teacher']['epochs_run']} |"]
+    claims = [
+        f"| teacher (CNN) | {_pct(run['teacher']['test_accuracy'])} | "
+        f"{run['teacher']['test_errors']} | {run['teacher']['best_epoch']} of "
+        f"{run['teacher']['epochs_run']} |"
+    ]
     for name in ("scratch", "smoothed", "distilled"):
         r = run[name]
         epochs = ", ".join(str(e) for e in r["best_epochs"])
@@ -200,7 +202,7 @@ def _readme_experiment_claims() -> list[str]:
     beyond = run["comparisons"]["distilled_vs_smoothed"]["differences"]
     claims.append(f"({100 * min(gains):+.2f} to {100 * max(gains):+.2f} points)")
     claims.append(f"one seed's difference was {100 * min(beyond):+.2f}")
-    for key, c in run["comparisons"].items():
+    for c in run["comparisons"].values():
         pooled = c["mcnemar_pooled"]
         claims.append(
             f"{pooled['only_a']} vs {pooled['only_b']} images, p = {pooled['p_value']:.2g}"
