@@ -1,5 +1,5 @@
-"""The numbers the README and docs/ (docs/cli.md holds the results of full runs) quote are the numbers in results/ (and in the committed
-notebooks' outputs).
+"""The numbers the README and docs/ quote (docs/cli.md holds the results of full runs) are
+the numbers in results/ and in the committed notebooks' outputs.
 
 Each claim below formats a value read from a committed JSON file the way the prose writes
 it, and checks that the prose contains it. A rerun that changes a result, or an edit that
