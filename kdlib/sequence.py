@@ -78,8 +78,8 @@ def _pair(teacher_logits: Any, student_logits: Any) -> tuple[Any, Any]:
 
 def _masked_mean(per_token: Any, mask: Any) -> Any:
     """Mean of ``per_token`` (batch, time) over the positions where ``mask`` is true."""
-    if mask is None:
-        return ops.mean(per_token)
+    if mask is None:  # sum / size: Keras' torch mean() computes float64 in float32
+        return ops.sum(per_token) / ops.sum(ops.ones_like(per_token))
     m = ops.convert_to_tensor(mask)
     if tuple(m.shape) != tuple(per_token.shape):
         raise ValueError(
