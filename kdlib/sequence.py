@@ -101,6 +101,12 @@ def _kl_from_log_probs(log_p: Any, log_q: Any) -> Any:
     return ops.sum(ops.where(zero, ops.zeros_like(terms), terms), axis=-1)
 
 
+def _logaddexp(x: Any, y: Any) -> Any:
+    """``ln(e^x + e^y)``; Keras' torch ``logaddexp`` returns float32 for float64 input."""
+    high = ops.maximum(x, y)
+    return high + ops.log1p(ops.exp(-ops.abs(x - y)))
+
+
 def prediction_mask(tokens: Any, pad_id: int = 0, eos_id: int = 2) -> Any:
     """True where an input token predicts a next token: before the first ``EOS`` or ``PAD``.
 
@@ -179,9 +185,7 @@ def generalized_jsd(
     t, s = _pair(teacher_logits, student_logits)
     log_p_t = ops.log_softmax(t / temp, axis=-1)
     log_p_s = ops.log_softmax(s / temp, axis=-1)
-    log_p_t = ops.maximum(log_p_t, _LOG_ZERO)  # a masked class (-inf) stays a true zero
-    log_p_s = ops.maximum(log_p_s, _LOG_ZERO)
-    log_m = ops.logaddexp(log_p_t + math.log(b), log_p_s + math.log(1.0 - b))
+    log_m = _logaddexp(log_p_t + math.log(b), log_p_s + math.log(1.0 - b))
     per_token = b * _kl_from_log_probs(log_p_t, log_m) + (1.0 - b) * _kl_from_log_probs(
         log_p_s, log_m
     )
@@ -255,12 +259,13 @@ def top_k_kl(
     vocab = s.shape[-1]
     log_q = ops.log_softmax(s, axis=-1)
     log_q_top = ops.take_along_axis(log_q, ids, axis=-1)
-    head = _kl_from_log_probs(ops.maximum(log_p_top, _LOG_ZERO), log_q_top)
+    head = _kl_from_log_probs(log_p_top, log_q_top)
 
     # The tail: the teacher's from what is left of 1, the student's from its other logits.
-    p_tail = ops.maximum(-ops.expm1(ops.logsumexp(log_p_top, axis=-1)), 0.0)
+    p_tail = -ops.expm1(ops.logsumexp(log_p_top, axis=-1))
+    p_tail = ops.maximum(p_tail, ops.zeros_like(p_tail))
     chosen = ops.sum(ops.one_hot(ids, vocab, dtype=s.dtype), axis=-2) > 0
-    rest = ops.where(chosen, ops.full_like(s, _LOG_ZERO), s)
+    rest = ops.where(chosen, ops.zeros_like(s) + _LOG_ZERO, s)  # not full_like: float32 on torch
     log_q_tail = ops.logsumexp(rest, axis=-1) - ops.logsumexp(s, axis=-1)
     has_tail = ops.logical_and(ops.any(ops.logical_not(chosen), axis=-1), p_tail > 0)
     safe_p_tail = ops.where(has_tail, p_tail, ops.ones_like(p_tail))
