@@ -7,7 +7,10 @@ factories), :mod:`kdlib.stats` (paired t-test, confidence interval, McNemar),
 :mod:`kdlib.export` (LiteRT files), :mod:`kdlib.plotting`, :mod:`kdlib.widgets`,
 :mod:`kdlib.dark_knowledge`, :mod:`kdlib.check` (exercise self-checks),
 :mod:`kdlib.formatting` (``fmt``), :mod:`kdlib.io` (atomic files), :mod:`kdlib.config` (fast
-mode), :mod:`kdlib.runtime` (a quiet start) and :mod:`kdlib.validate` (argument checks).
+mode), :mod:`kdlib.runtime` (a quiet start), :mod:`kdlib.validate` (argument checks), and for
+language models :mod:`kdlib.sequence` (per-token KL, JSD, top-k KL, ``SequenceDistiller``),
+:mod:`kdlib.tiny_language` (a language with exact probabilities) and
+:mod:`kdlib.causal_transformer`.
 
 Above it, the application layers as subpackages: :mod:`kdlib.experiment` (the MNIST
 experiment of notebook 04 and ``kdlib distill``), :mod:`kdlib.sweep` (``kdlib sweep``) and
@@ -26,10 +29,11 @@ from typing import Any
 from kdlib import runtime as _runtime
 
 # Keras starts here, without TensorFlow's C++ start-up lines on stderr; the imports below
-# register kdlib's Keras classes (Distiller, FunctionLoss, DistillationLoss, StackedDense,
-# StackedStudents).
+# register kdlib's Keras classes (KERAS_CLASSES).
 _runtime.start_quietly()
 
+from kdlib import causal_transformer as _causal_transformer  # noqa: E402, F401
+from kdlib import sequence as _sequence  # noqa: E402, F401
 from kdlib.distiller import Distiller  # noqa: E402
 from kdlib.sweep import stacked as _stacked  # noqa: E402, F401
 
@@ -38,6 +42,7 @@ __version__ = "0.3.0"
 #: The modules notebooks and homework import (with the names in each one's ``__all__``):
 #: kdlib's public API, recorded in tests/public_api.json and kept stable (docs/stability.md).
 PUBLIC_MODULES = (
+    "causal_transformer",
     "check",
     "config",
     "dark_knowledge",
@@ -55,12 +60,14 @@ PUBLIC_MODULES = (
     "models",
     "plotting",
     "runtime",
+    "sequence",
     "soft_targets",
     "stats",
     "sweep",
     "sweep.explorer",
     "sweep.plots",
     "sweep.stacked",
+    "tiny_language",
     "widgets",
 )
 __all__ = ["Distiller", "__version__"]
@@ -72,6 +79,8 @@ KERAS_CLASSES = {
     "kdlib>DistillationLoss": "kdlib.losses",
     "kdlib>StackedDense": "kdlib.sweep.stacked",
     "kdlib>StackedStudents": "kdlib.sweep.stacked",
+    "kdlib>SequenceDistiller": "kdlib.sequence",
+    "kdlib>TokenAndPositionEmbedding": "kdlib.causal_transformer",
 }
 
 _TOP_LEVEL = {name for name in PUBLIC_MODULES if "." not in name} | {"cli"}
