@@ -123,12 +123,19 @@ def find_freeze(explicit: str | None) -> Path:
 
 
 # ------------------------------------------------------------------ pyproject.toml
+#: Extras that are never installed in Colab: ``site`` builds the course website (``make
+#: site``, CI and the publishing workflow), so its Sphinx need not match Colab's.
+NOT_FOR_COLAB = frozenset({"site"})
+
+
 def requirements(pyproject: dict) -> list[Requirement]:
-    """Every requirement of the project: dependencies, then each extra's."""
+    """Every requirement a Colab user may install: dependencies, then each extra's (except
+    :data:`NOT_FOR_COLAB`)."""
     project = pyproject["project"]
     texts = list(project.get("dependencies", []))
-    for extra in project.get("optional-dependencies", {}).values():
-        texts.extend(extra)
+    for name, extra in project.get("optional-dependencies", {}).items():
+        if name not in NOT_FOR_COLAB:
+            texts.extend(extra)
     return [Requirement(t) for t in texts]
 
 

@@ -229,6 +229,17 @@ def test_bounds_are_checked_against_colab_versions():
     assert parity.check_bounds(old_python_only, colab, "3.13") == []
 
 
+def test_requirements_leave_out_the_extras_colab_never_installs():
+    pyproject = {
+        "project": {
+            "dependencies": ["numpy>=1.26"],
+            "optional-dependencies": {"dev": ["pytest>=7"], "site": ["sphinx>=9"]},
+        }
+    }
+    names = [r.name for r in parity.requirements(pyproject)]
+    assert names == ["numpy", "pytest"]
+
+
 def test_the_project_bounds_admit_colab_versions():
     """pyproject.toml against the published list (skipped only where the list is absent)."""
     freeze = next((p for p in parity.FREEZE_CANDIDATES if p.is_file()), None)
