@@ -58,9 +58,11 @@ test-backends: $(BACKENDS_STAMP)
 ##   sample weights, against one process on one device (max |dw| <= 1e-5); two JAX processes
 ##   on 127.0.0.1 (gloo), MultiWorkerMirroredStrategy as the expected failure of
 ##   keras-team/keras#20585. One JSON line per case and mode, also in build/distributed.jsonl.
+##   Then benchmarks/gpu_check.py in its reduced form (no GPU here) on every backend.
 test-distributed: $(BACKENDS_STAMP)
 	@# The JSON lines go to the log even when a case fails (pytest shows why).
-	status=0; $(BIN)/python -m pytest -q -p no:nbval tests/test_distributed.py || status=$$?; \
+	status=0; $(BIN)/python -m pytest -q -p no:nbval tests/test_distributed.py \
+	  tests/test_gpu_check.py || status=$$?; \
 	cat build/distributed.jsonl 2>/dev/null; exit $$status
 
 ## test-colab: kdlib and every notebook in a copy of Colab's runtime (Python 3.13, its pins)
