@@ -40,7 +40,7 @@ test: $(STAMP)
 ##   unpinned `pip install torch` pulls the multi-GB CUDA build on Linux.
 BACKENDS       ?= jax torch
 BACKEND_TESTS  ?= tests/test_losses.py tests/test_distiller.py tests/test_soft_targets.py \
-                  tests/test_scaling.py tests/test_autodiff.py
+                  tests/test_scaling.py tests/test_autodiff.py tests/test_report_timing.py
 BACKEND_WHEELS ?= jax torch==2.13.0
 BACKENDS_STAMP := $(VENV)/.backends-installed
 $(BACKENDS_STAMP): $(STAMP)
