@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 ## test: lint and formatting check, unit tests, then every notebook through nbval
 ##   Tests run on every core (pytest-xdist, at most 4 workers); TEST_WORKERS=0 runs them in
 ##   one process. Each notebook stays on one worker (--dist loadscope): its cells run in order.
-##   The unit tests run without the nbval plugin (it imports the Jupyter stack: ~1.5 s a
+##   The unit tests run without the nbval plugin (it imports the Jupyter stack in every
 ##   process), a file to a worker (--dist loadfile: shared reference runs are computed once),
 ##   the longest files first (tests/conftest.py), so that the workers finish together.
 TEST_WORKERS ?= auto
@@ -87,11 +87,11 @@ notebooks: $(STAMP)
 ## test-browser: every notebook Run All in JupyterLab in headless Chromium, sliders moved
 ##   Fast mode; no error, stderr or MathJax box, every image shown, every widget slider
 ##   changes its plot. Needs Debian's chromium (apt-get install -y chromium), which
-##   playwright drives; tests/browser_check.py says more. First the check's own test
-##   (tests/test_browser_check.py: Run All waits for cells queued after an expected error).
+##   playwright drives; tests/tools/browser_check.py says more. First the check's own test
+##   (tests/tools/test_browser_check.py: Run All waits for cells queued after an expected error).
 test-browser: $(STAMP)
 	$(BIN)/python -m pytest -q -m browser -p no:nbval tests
-	KDLIB_FAST=1 $(BIN)/python tests/browser_check.py $(NB)
+	KDLIB_FAST=1 $(BIN)/python tests/tools/browser_check.py $(NB)
 
 ## assignments: release the homework with nbgrader, autograde the solution and a blank copy
 assignments: $(STAMP)

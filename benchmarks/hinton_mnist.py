@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     from kdlib import Distiller, experiment, models
     from kdlib.io import write_json
     from kdlib.soft_targets import cache_soft_targets
-    from kdlib.sweep import load_average
+    from kdlib.sweep.grid import load_average
 
     loads = {"start": load_average()}
     start = time.perf_counter()

@@ -6,7 +6,7 @@ targets, optimizer and batch size, in one run on one machine:
 
 - one at a time: a ``kdlib.Distiller`` per student, ``fit`` for all epochs, as
   ``kdlib.experiment`` trains its students;
-- stacked: one :class:`kdlib.stacked.StackedStudents` holding every student, one ``fit``.
+- stacked: one :class:`kdlib.sweep.stacked.StackedStudents` holding every student, one ``fit``.
 
 Times include building, compiling and tracing, which a user pays too. It then breaks the
 time down: the first epoch (tracing) against later ones, the cost of a step of a stack
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from kdlib import Distiller, config, data, models
     from kdlib.soft_targets import LABELS_KEY, TEACHER_LOGITS_KEY
-    from kdlib.stacked import StackedStudents
+    from kdlib.sweep.stacked import StackedStudents
 
     (x_all, y_all), _ = data.load_mnist()
     n = min(args.examples or config.pick(full=55_000, fast=5_000), len(x_all))

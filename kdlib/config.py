@@ -11,7 +11,6 @@ import os
 from typing import TypeVar
 
 __all__ = [
-    "FAST_ENV_VAR",
     "fast_mode",
     "pick",
 ]
@@ -43,11 +42,15 @@ def fast_mode() -> bool:
     )
 
 
-def pick(full: T, fast: T) -> T:
+def pick(full: T, fast: T, *, enabled: bool | None = None) -> T:
     """Return ``fast`` in fast mode and ``full`` otherwise.
+
+    ``enabled`` decides for the caller (``kdlib distill --fast`` passes True); None, the
+    default, reads ``KDLIB_FAST`` (:func:`fast_mode`).
 
     Examples
     --------
     >>> epochs = pick(full=10, fast=1)
     """
-    return fast if fast_mode() else full
+    on = fast_mode() if enabled is None else enabled
+    return fast if on else full

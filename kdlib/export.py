@@ -10,14 +10,19 @@ which drives ``tf.lite.TFLiteConverter``) in one of three forms:
   on ``representative_data``.
 
 An int8 tensor stores :math:`q` and means :math:`x = s (q - z)`, with the scale :math:`s`
-and the zero point :math:`z` kept in the file. Running a file is :mod:`kdlib.litert_model`'s
+and the zero point :math:`z` kept in the file. Running a file is :mod:`kdlib.export`'s
 job: :class:`LiteRTModel` (float in, float out, whatever the file's I/O type) and
 :func:`evaluate_litert` (a file's score on labelled data), importable from here too.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import io
+import logging
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,22 +33,195 @@ import numpy as np
 from kdlib import validate
 from kdlib.distiller import Distiller, check_logits_model
 from kdlib.io import atomic_path
-from kdlib.litert_model import (
-    SUFFIX,
-    LiteRTModel,
-    check_images,
-    check_interpreter,
-    evaluate_litert,
-    quiet_native_output,
-)
 
 __all__ = [
-    "QUANTIZE_CHOICES",
-    "check_litert_available",
-    "to_litert",
     "LiteRTModel",
     "evaluate_litert",
+    "to_litert",
 ]
+
+
+# --------- Run a LiteRT (TensorFlow Lite) file: :class:`LiteRTModel` and :func:`evaluate_litert`
+SUFFIX = ".tflite"
+_NO_INTERPRETER = (
+    "running a .tflite file needs the LiteRT interpreter: pip install ai-edge-litert "
+    "(wheels for Linux x86_64, macOS arm64 and Windows, Python 3.10-3.13)"
+)
+
+
+# ------------------------------------------------------------------------------ checks
+def check_images(x: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """``x`` as a float32 array of finite values with examples of ``shape``."""
+    try:
+        array = np.asarray(x, dtype=np.float32)
+    except (TypeError, ValueError):
+        array = np.zeros((0,), np.float32)
+    if array.ndim != len(shape) + 1 or tuple(array.shape[1:]) != shape or len(array) == 0:
+        got = getattr(x, "shape", type(x).__name__)
+        raise ValueError(
+            f"{name} must be an array of shape (n, {', '.join(map(str, shape))}) with n >= 1 "
+            f"float images, got {got}; e.g. {name}=x_train[:500]."
+        )
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} holds NaN or infinite values; pass finite float images.")
+    return array
+
+
+def check_interpreter() -> None:
+    """Raise ImportError unless the LiteRT interpreter (``ai-edge-litert``) is installed,
+    without importing it."""
+    if importlib.util.find_spec("ai_edge_litert") is None:
+        raise ImportError(_NO_INTERPRETER)
+
+
+# ------------------------------------------------------------------------ native output
+@contextlib.contextmanager
+def quiet_native_output() -> Iterator[None]:
+    """Hide the converter's and the interpreter's chatter ("Assets written to", "INFO: Created
+    TensorFlow Lite XNNPACK delegate"): C++ output on file descriptors 1 and 2, Python
+    prints and TensorFlow's INFO log records. If the block raises, the captured C++ text is
+    written back to stderr, so nothing that explains the error is lost.
+    """
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
+    with tempfile.TemporaryFile(mode="w+b") as sink, contextlib.ExitStack() as stack:
+        saved = []
+        for fd in (1, 2):
+            with contextlib.suppress(OSError, ValueError):
+                saved.append((fd, os.dup(fd)))
+        stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+        for fd, _ in saved:
+            os.dup2(sink.fileno(), fd)
+        logger.setLevel(logging.WARNING)
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            logger.setLevel(level)
+            for fd, copy in saved:
+                os.dup2(copy, fd)
+                os.close(copy)
+            if failed:
+                sink.seek(0)
+                os.write(2, sink.read()[-20_000:])
+
+
+# ----------------------------------------------------------------------------- running
+class LiteRTModel:
+    """A ``.tflite`` file loaded in the ``ai-edge-litert`` interpreter; float in, float out.
+
+    ``predict`` quantises float inputs with the file's input scale and zero point when its
+    input is int8, :math:`q = \\mathrm{clip}(\\mathrm{round}(x / s) + z, -128, 127)`, and
+    returns float logits, :math:`s_{out} (q_{out} - z_{out})` for an int8 output.
+
+    Parameters
+    ----------
+    path : path-like
+        An existing ``.tflite`` file with one input and one output.
+    num_threads : int, optional
+        Interpreter threads; None lets LiteRT choose.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], num_threads: int | None = None) -> None:
+        self.path = Path(path)
+        if self.path.suffix.lower() != SUFFIX or not self.path.is_file():
+            raise ValueError(
+                f"{str(path)!r} is not an existing {SUFFIX} file; write one with "
+                "kdlib.export.to_litert(model, 'student.tflite')."
+            )
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as err:
+            raise ImportError(_NO_INTERPRETER) from err
+        try:
+            with quiet_native_output():
+                self._interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
+        except (ValueError, RuntimeError) as err:
+            raise ValueError(f"{str(path)!r} is not a valid LiteRT model: {err}") from err
+        inputs, outputs = (
+            self._interpreter.get_input_details(),
+            self._interpreter.get_output_details(),
+        )
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ValueError(
+                f"{str(path)!r} has {len(inputs)} inputs and {len(outputs)} "
+                "outputs; LiteRTModel runs models with one of each."
+            )
+        self.input_details, self.output_details = inputs[0], outputs[0]
+        self.input_shape = tuple(int(d) for d in self.input_details["shape"][1:])
+        self._batch = -1
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        """The file's input type: float32 (float I/O) or int8 (full-integer model)."""
+        return np.dtype(self.input_details["dtype"])
+
+    def _quantized_input(self, x: np.ndarray) -> np.ndarray:
+        if self.input_dtype == np.float32:
+            return x
+        scale, zero_point = self.input_details["quantization"]
+        info = np.iinfo(self.input_dtype)
+        q = np.round(x / scale) + zero_point
+        return np.clip(q, info.min, info.max).astype(self.input_dtype)
+
+    def _float_output(self, q: np.ndarray) -> np.ndarray:
+        if np.dtype(self.output_details["dtype"]) == np.float32:
+            return q.copy()
+        scale, zero_point = self.output_details["quantization"]
+        return (q.astype(np.float32) - zero_point) * np.float32(scale)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        if len(batch) != self._batch:
+            self._interpreter.resize_tensor_input(
+                self.input_details["index"], [len(batch), *self.input_shape]
+            )
+            with quiet_native_output():  # "INFO: Created TensorFlow Lite XNNPACK delegate"
+                self._interpreter.allocate_tensors()
+            self._batch = len(batch)
+        self._interpreter.set_tensor(self.input_details["index"], self._quantized_input(batch))
+        self._interpreter.invoke()
+        return self._float_output(self._interpreter.get_tensor(self.output_details["index"]))
+
+    def predict(self, x: Any, batch_size: int = 256) -> np.ndarray:
+        """Float logits for float inputs ``x`` of shape (n, *input_shape)."""
+        images = check_images(x, self.input_shape, "x")
+        batch_size = validate.positive_int(batch_size, "batch_size", example=256)
+        return np.concatenate(
+            [self._run(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+        )
+
+
+def evaluate_litert(
+    path: str | os.PathLike[str], x: Any, y: Any, batch_size: int = 256
+) -> dict[str, Any]:
+    """Test accuracy of a ``.tflite`` classifier on float inputs ``x`` and integer labels ``y``.
+
+    Returns
+    -------
+    dict
+        ``accuracy`` (float, fraction correct), ``errors`` (int), ``num_images`` (int) and
+        ``predictions`` (the argmax class per image, for agreement with another model).
+    """
+    model = LiteRTModel(path)
+    labels = np.asarray(y)
+    if (
+        labels.ndim != 1
+        or len(labels) != len(np.asarray(x))
+        or not np.issubdtype(labels.dtype, np.integer)
+    ):
+        raise ValueError(
+            f"y must be one integer label per image of x ({len(np.asarray(x))} images), got "
+            f"shape {labels.shape} and dtype {labels.dtype}."
+        )
+    predictions = np.argmax(model.predict(x, batch_size=batch_size), axis=-1)
+    return {
+        "accuracy": float(np.mean(predictions == labels)),
+        "errors": int(np.sum(predictions != labels)),
+        "num_images": len(labels),
+        "predictions": predictions,
+    }
+
 
 QUANTIZE_CHOICES = (None, "dynamic", "int8")
 #: Keras's LiteRT exporter passes converter settings through from this version on.

@@ -31,10 +31,6 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "OutputSet",
-    "atomic_path",
-    "write_bytes",
-    "write_text",
     "write_json",
 ]
 

@@ -207,6 +207,9 @@ def _t2_kl_from_logits(t_logits: Any, s_logits: Any, temperature: float) -> Any:
     for small ``c``). When KL >= log 2 the log-sum-exp of ``r`` is used directly: no
     cancellation at that size. Masked classes (teacher logit ``-inf``, ``p_j = 0``) only add
     the student's mass ``e^{r_j}``.
+
+    ``temperature`` is a float, or a tensor with a class axis of size 1 that broadcasts
+    against the logits (one T per row: :class:`kdlib.sweep.stacked.StackedStudents`).
     """
     zero = ops.zeros_like(t_logits)
     z_t = t_logits / temperature
@@ -233,15 +236,15 @@ def _t2_kl_from_logits(t_logits: Any, s_logits: Any, temperature: float) -> Any:
     # where, not ops.minimum: on PyTorch Keras' minimum returns float32 for float64 inputs
     r_capped = ops.where(r < _EXP_CAP, r, ops.full_like(r, _EXP_CAP))
     direct = t2 * (ops.exp(r_capped) - ops.where(valid, p * (1.0 - c), zero))
-    w = ops.sum(ops.where(small, p * v_s * v_s * series, direct), axis=-1)
+    w = ops.sum(ops.where(small, p * v_s * v_s * series, direct), axis=-1, keepdims=True)
     x = (w / temperature) / temperature  # S; T^2 alone overflows float32 beyond T = 1.8e19
     positive = x > 0  # x = 0 only when KL = 0, where W = 0 too
     x_safe = ops.where(positive, x, ops.ones_like(x))
     log1p_over_x = ops.where(positive, ops.log1p(x_safe) / x_safe, ops.ones_like(x))
     small_kl = w * log1p_over_x
 
-    large_kl = t2 * ops.logsumexp(r, axis=-1)
-    return ops.where(x <= 1.0, small_kl, large_kl)
+    large_kl = t2 * ops.logsumexp(r, axis=-1, keepdims=True)
+    return ops.squeeze(ops.where(x <= 1.0, small_kl, large_kl), axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="kdlib")

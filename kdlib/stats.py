@@ -25,16 +25,10 @@ import numpy as np
 from kdlib import validate
 
 __all__ = [
-    "MeanCI",
-    "mean_ci",
-    "TTest",
-    "paired_t_test",
-    "McNemar",
-    "mcnemar_from_counts",
-    "mcnemar",
-    "pooled_mcnemar",
-    "PairedComparison",
     "compare",
+    "mcnemar",
+    "mean_ci",
+    "paired_t_test",
 ]
 
 

@@ -29,10 +29,8 @@ from matplotlib.figure import Figure
 from kdlib import losses, plotting, validate
 
 __all__ = [
-    "TemperatureExplorer",
-    "temperature_explorer",
-    "KLExplorer",
     "kl_explorer",
+    "temperature_explorer",
 ]
 
 DISPLAY_WIDTH_PX = 640  # CSS pixels the plot is shown at (fits a JupyterLab or Colab cell)

@@ -53,11 +53,13 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
-FREEZE_CANDIDATES = (
-    ROOT.parent / "shared/colab/pip-freeze.txt",
-    Path("/work/shared/colab/pip-freeze.txt"),
+# Beside the clone, or where $COLAB_FREEZE (a file) and $KDLIB_DATA_DIR (a folder) point.
+FREEZE_CANDIDATES = tuple(
+    Path(p)
+    for p in (os.environ.get("COLAB_FREEZE"), ROOT.parent / "shared/colab/pip-freeze.txt")
+    if p
 )
-DATA_CANDIDATES = (ROOT.parent / "shared/data", Path("/work/shared/data"))
+DATA_CANDIDATES = (ROOT.parent / "shared/data",)
 # Besides kdlib's own dependencies: what runs the tests in the Colab environment.
 TEST_TOOLS = ("ipykernel", "pytest", "nbval")
 WIDGET_TESTS = "tests/test_widgets.py"
@@ -207,7 +209,7 @@ def python_candidates(minor: str, environ: dict[str, str]) -> list[str]:
     found = []
     if environ.get("COLAB_PYTHON"):
         found.append(environ["COLAB_PYTHON"])
-    roots = [environ.get("PYENV_ROOT", ""), str(Path.home() / ".pyenv"), "/root/.pyenv"]
+    roots = [environ.get("PYENV_ROOT", ""), str(Path.home() / ".pyenv")]
     for root in dict.fromkeys(r for r in roots if r):
         pattern = f"{root}/versions/{minor}.*/bin/python{minor}"
         versions = glob.glob(pattern)
@@ -417,7 +419,9 @@ def pytest_in(venv_python: Path, workdir: Path, args: list[str], what: str) -> N
 # ------------------------------------------------------------------ main
 def main(argv: list[str] | None = None) -> int:  # noqa: C901 - the steps of one run, in order
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--freeze", help="Colab's pip-freeze.txt (default ../shared/colab/)")
+    parser.add_argument(
+        "--freeze", help="Colab's pip-freeze.txt (default $COLAB_FREEZE, else ../shared/colab/)"
+    )
     parser.add_argument("--venv", default=str(ROOT / "build" / "colab-venv"))
     parser.add_argument("--fresh", action="store_true", help="rebuild the environment")
     parser.add_argument("--apt", action="store_true", help="install Debian's python3.13 if none")

@@ -2,14 +2,14 @@
 """Record kdlib's public API (``__all__`` of the package and of each public module).
 
 ``tests/public_api.json`` holds, for every public module, each public name with its signature
-(for a class: its constructor and its public methods). ``tests/test_public_api.py`` compares
-the code with that record, so a public name cannot disappear or change its signature by
-accident. After a deliberate, compatible change (a new name, a new optional parameter),
-record it::
+(for a class: its constructor and its public methods), and the names each deprecated module
+path still serves. ``tests/test_public_api.py`` compares the code with that record, so a
+public name cannot appear, disappear or change its signature by accident. After a deliberate,
+compatible change (a new name, a new optional parameter), record it::
 
     python scripts/public_api.py --write
 
-Removing or renaming a public name follows the deprecation policy in the README instead.
+Removing or renaming a public name follows the deprecation policy in docs/stability.md.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import importlib
 import inspect
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -43,16 +44,14 @@ def describe(obj: Any) -> Any:
     return type(obj).__name__
 
 
-def public_api() -> dict[str, dict[str, Any]]:
-    """``{module: {name: description}}`` for ``kdlib`` and every module it lists as public."""
+def public_api() -> dict[str, Any]:
+    """``{module: {name: description}}`` for ``kdlib`` and every module it lists as public,
+    and under ``"deprecated"`` each moved 0.2.0 module with the names it still serves."""
     import kdlib
+    from kdlib._deprecated import MOVED
 
-    api = {
-        "kdlib": {
-            name: describe(getattr(kdlib, name))
-            for name in kdlib.__all__
-            if name not in kdlib.PUBLIC_MODULES
-        }
+    api: dict[str, Any] = {
+        "kdlib": {name: describe(getattr(kdlib, name)) for name in kdlib.__all__}
     }
     for module_name in kdlib.PUBLIC_MODULES:
         module = importlib.import_module(f"kdlib.{module_name}")
@@ -60,6 +59,11 @@ def public_api() -> dict[str, dict[str, Any]]:
         if names is None:
             raise SystemExit(f"kdlib.{module_name} has no __all__; list its public names")
         api[f"kdlib.{module_name}"] = {name: describe(getattr(module, name)) for name in names}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        api["deprecated"] = {
+            old: sorted(importlib.import_module(old).__all__) for old in sorted(MOVED)
+        }
     return api
 
 

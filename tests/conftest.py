@@ -57,36 +57,35 @@ def _two_logical_cpus() -> None:
 
 def _end_worker_now() -> None:
     """A pytest-xdist worker's last act: its results are with the controller, which waits for
-    the worker to end; skip the interpreter's teardown of TensorFlow (about 1.5 s)."""
+    the worker to end; skip the interpreter's teardown of TensorFlow."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
 
 
-#: The test files that take longest (they train models), longest first: one process, fast
-#: mode, seconds when last measured. Run first, so that ``make test``'s workers (``--dist
-#: loadfile``: each file on one worker, which also computes each file's shared reference run
-#: once) pick the long files up first and finish together. Only the order changes.
+#: The test files that take longest (they train models), longest first (one process, fast
+#: mode: ``pytest --durations`` shows it). Run first, so that ``make test``'s workers
+#: (``--dist loadfile``: each file on one worker, which also computes each file's shared
+#: reference run once) pick the long files up first and finish together. Only the order
+#: changes.
 LONGEST_FIRST = (
-    "test_scaling.py",  # 8.7
-    "test_experiment.py",  # 8.6
-    "test_sweep_benchmarks.py",  # 7.6
-    "test_distiller.py",  # 6.3
-    "test_stacked.py",  # 6.3
-    "test_soft_targets.py",  # 4.6
-    "test_reliability_distiller.py",  # 4.5
-    "test_make_lab.py",  # 4.3
-    "test_sweep.py",  # 4.3
-    "test_export.py",  # 3.6
-    "test_labserver.py",  # 2.7
-    "test_runtime.py",  # 2.7
-    "test_widgets.py",  # 1.8
-    "test_reliability_data.py",  # 1.4
-    "test_notebooks.py",  # 1.2: the first of these three on a worker imports nbformat (1 s)
+    "test_scaling.py",
+    "test_experiment.py",
+    "test_sweep_benchmarks.py",
+    "test_distiller.py",
+    "test_stacked.py",
+    "test_soft_targets.py",
+    "test_make_lab.py",
+    "test_sweep.py",
+    "test_export.py",
+    "test_labserver.py",
+    "test_runtime.py",
+    "test_widgets.py",
+    "test_notebooks.py",  # the first of these three on a worker imports nbformat
     "test_assignments.py",
     "test_results.py",
-    "test_benchmark.py",  # 1.1
-    "test_cli.py",  # 1.0
+    "test_benchmark.py",
+    "test_cli.py",
 )
 
 

@@ -74,7 +74,7 @@ def small_fast_data(monkeypatch, data_dir: Path) -> Path:
     file large enough for them is written. Returns that file; monkeypatch undoes the rest."""
     from reference import write_learnable_mnist
 
-    from kdlib import experiment_config
+    from kdlib.experiment import config as experiment_config
 
     for name, value in SMALL_FAST_SIZES.items():
         monkeypatch.setitem(experiment_config.FAST_SETTINGS, name, value)

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from reference import write_learnable_mnist
 
-from kdlib import conclusions
 from kdlib import experiment as ex
-from kdlib.report import format_table
+from kdlib.experiment import conclusions, training
+from kdlib.experiment import config as experiment_config
+from kdlib.experiment.report import format_table
 
 TINY = {
     "epochs": 1,
@@ -110,11 +111,11 @@ def test_parameter_counts_match_hand_computed_formulas():
 
 
 def test_compression_ratio_refuses_a_student_that_is_too_large():
-    assert ex.compression_ratio(ex.TEACHERS["cnn"](), ex.STUDENTS["mlp"]()) == pytest.approx(
+    assert training.compression_ratio(ex.TEACHERS["cnn"](), ex.STUDENTS["mlp"]()) == pytest.approx(
         421_642 / 39_760
     )
     with pytest.raises(ValueError, match="10x fewer"):
-        ex.compression_ratio(ex.STUDENTS["mlp"](), ex.STUDENTS["mlp"]())
+        training.compression_ratio(ex.STUDENTS["mlp"](), ex.STUDENTS["mlp"]())
 
 
 def test_twin_students_start_from_identical_weights_and_seeds_differ():
@@ -215,7 +216,7 @@ def test_each_student_keeps_its_best_validation_epoch(tiny_result):
         history = result.histories[name]  # the first seed's, like the models
         val = history["val_accuracy"]
         best = int(np.argmax(val)) + 1  # first epoch with the highest validation accuracy
-        assert ex.best_epoch(history) == best
+        assert training.best_epoch(history) == best
         assert len(val) == min(config.epochs, best + config.patience), (name, val)
         predicted = np.argmax(model.predict(splits.x_val, verbose=0), axis=-1)
         assert np.mean(predicted == splits.y_val) == pytest.approx(max(val), abs=1e-6), name
@@ -264,7 +265,7 @@ def test_sizes_on_disk_count_weights_but_not_optimizer_state(tiny_result):
     assert result.scratch.size_bytes == pytest.approx(result.distilled.size_bytes, rel=0.05)
 
 
-def test_json_dict_keeps_the_first_versions_fields_and_meanings(tiny_result):
+def test_json_dict_keeps_the_first_versions_fields_and_adds_the_protocol(tiny_result):
     result, _ = tiny_result
     report = json.loads(json.dumps(result.to_json_dict(), allow_nan=False))
 
@@ -289,39 +290,7 @@ def test_json_dict_keeps_the_first_versions_fields_and_meanings(tiny_result):
         else:
             assert report[key] == value, key
     assert type(report["seeds"]) is int and type(report["teacher"]["test_errors"]) is int
-
-
-def test_paired_statistics_match_an_independent_count(tiny_result):
-    result, _ = tiny_result
-    y = result.artifacts.splits.y_test
-    predictions = result.artifacts.predictions
-    assert [len(predictions[n]) for n in ("teacher", *ex.STUDENT_ROLES)] == [1, 2, 2, 2]
-    assert set(result.comparisons) == {
-        "distilled_vs_scratch",
-        "distilled_vs_smoothed",
-        "smoothed_vs_scratch",
-    }
-    for a, b in ex.COMPARISONS:
-        c = result.comparisons[f"{b}_vs_{a}"]
-        for seed, (pa, pb) in enumerate(zip(predictions[a], predictions[b])):
-            assert c.differences[seed] == pytest.approx(np.mean(pb == y) - np.mean(pa == y))
-            assert c.mcnemar[seed].only_a == np.sum((pa == y) & (pb != y))
-            assert c.mcnemar[seed].only_b == np.sum((pb == y) & (pa != y))
-        assert c.mean.mean == pytest.approx(np.mean(c.differences))
-        assert c.pooled.only_b == sum(m.only_b for m in c.mcnemar)
-    # The reports' per-seed accuracies are the same numbers.
-    gain = result.comparisons["distilled_vs_scratch"]
-    assert gain.differences == pytest.approx(
-        np.subtract(result.distilled.test_accuracies, result.scratch.test_accuracies)
-    )
-
-
-def test_json_dict_keeps_the_old_fields_and_adds_the_protocol(tiny_result):
-    result, _ = tiny_result
-    report = json.loads(json.dumps(result.to_json_dict(), allow_nan=False))
-    # The fields (and meanings) of the first version of the schema are all still there.
-    for key in ("teacher", "scratch", "distilled", "temperature", "alpha", "seeds", "seconds"):
-        assert key in report
+    # The protocol's fields, beside them.
     assert {"params", "test_accuracy", "test_errors"} <= set(report["teacher"])
     student_keys = {
         "params",
@@ -366,6 +335,36 @@ def test_json_dict_keeps_the_old_fields_and_adds_the_protocol(tiny_result):
     assert len(gain["differences"]) == 2 and len(gain["mcnemar_per_seed"]) == 2
     assert {"only_a", "only_b", "statistic", "p_value"} == set(gain["mcnemar_pooled"])
     assert report["conditions"]["cpu_count"] >= 1
+
+
+def test_paired_statistics_match_an_independent_count(tiny_result):
+    result, _ = tiny_result
+    y = result.artifacts.splits.y_test
+    predictions = result.artifacts.predictions
+    assert [len(predictions[n]) for n in ("teacher", *experiment_config.STUDENT_ROLES)] == [
+        1,
+        2,
+        2,
+        2,
+    ]
+    assert set(result.comparisons) == {
+        "distilled_vs_scratch",
+        "distilled_vs_smoothed",
+        "smoothed_vs_scratch",
+    }
+    for a, b in experiment_config.COMPARISONS:
+        c = result.comparisons[f"{b}_vs_{a}"]
+        for seed, (pa, pb) in enumerate(zip(predictions[a], predictions[b])):
+            assert c.differences[seed] == pytest.approx(np.mean(pb == y) - np.mean(pa == y))
+            assert c.mcnemar[seed].only_a == np.sum((pa == y) & (pb != y))
+            assert c.mcnemar[seed].only_b == np.sum((pb == y) & (pa != y))
+        assert c.mean.mean == pytest.approx(np.mean(c.differences))
+        assert c.pooled.only_b == sum(m.only_b for m in c.mcnemar)
+    # The reports' per-seed accuracies are the same numbers.
+    gain = result.comparisons["distilled_vs_scratch"]
+    assert gain.differences == pytest.approx(
+        np.subtract(result.distilled.test_accuracies, result.scratch.test_accuracies)
+    )
 
 
 def test_table_has_one_row_per_model_with_its_numbers(tiny_result):

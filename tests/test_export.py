@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from reference import np_mlp_forward, write_learnable_mnist
 
-from kdlib import cli, data, export, litert_model, models
+from kdlib import cli, data, export, models
 from kdlib.distiller import Distiller
 
 #: Float32 file vs float64 numpy: the same float32 arithmetic in another order.
@@ -282,9 +282,9 @@ def test_an_old_keras_or_a_missing_interpreter_is_explained(tmp_path, monkeypatc
         export.to_litert(models.mlp(hidden=(4,)), tmp_path / "m.tflite")
     assert list(tmp_path.iterdir()) == []
     monkeypatch.undo()
-    real_find_spec = litert_model.importlib.util.find_spec
+    real_find_spec = export.importlib.util.find_spec
     monkeypatch.setattr(
-        litert_model.importlib.util,
+        export.importlib.util,
         "find_spec",
         lambda name, *a: None if name == "ai_edge_litert" else real_find_spec(name, *a),
     )

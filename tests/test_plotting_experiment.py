@@ -1,4 +1,4 @@
-"""kdlib.experiment_plots, checked against the numbers each plot was given."""
+"""kdlib.experiment.plots, checked against the numbers each plot was given."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from reference import np_softmax
 
-from kdlib import experiment_plots
+from kdlib.experiment import plots as experiment_plots
 
 
 def test_training_curves_draw_training_and_validation_per_model():

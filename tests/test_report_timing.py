@@ -1,11 +1,11 @@
-"""kdlib.report.median_ms and machine_state (defined in kdlib.measurements): checked with a
-fake clock, never timed."""
+"""kdlib.experiment.report.median_ms and machine_state: checked with a fake clock, never
+timed."""
 
 from __future__ import annotations
 
 import pytest
 
-from kdlib import measurements, report
+from kdlib.experiment import report
 
 
 def test_median_ms_runs_warmup_untimed_and_takes_the_median(monkeypatch):
@@ -17,7 +17,7 @@ def test_median_ms_runs_warmup_untimed_and_takes_the_median(monkeypatch):
         calls.append(1)
         clock["now"] += next(durations)
 
-    monkeypatch.setattr(measurements.time, "perf_counter", lambda: clock["now"])
+    monkeypatch.setattr(report.time, "perf_counter", lambda: clock["now"])
     assert report.median_ms(fn, repeats=3, warmup=2) == pytest.approx(3.0)
     assert len(calls) == 5
 
@@ -32,8 +32,8 @@ def test_median_ms_rejects_bad_counts(kwargs, fragment):
 
 
 def test_machine_state_names_cores_and_load(monkeypatch):
-    monkeypatch.setattr(measurements.os, "getloadavg", lambda: (1.5, 0.25, 0.125))
-    monkeypatch.setattr(measurements.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(report.os, "getloadavg", lambda: (1.5, 0.25, 0.125))
+    monkeypatch.setattr(report.os, "cpu_count", lambda: 2)
     assert report.machine_state() == (
         "2 CPU cores, load average 1.50 / 0.25 / 0.12 (1 / 5 / 15 min)"
     )
@@ -41,7 +41,7 @@ def test_machine_state_names_cores_and_load(monkeypatch):
     def unavailable():
         raise OSError("no load average here")
 
-    monkeypatch.setattr(measurements.os, "getloadavg", unavailable)
+    monkeypatch.setattr(report.os, "getloadavg", unavailable)
     assert report.machine_state() == "2 CPU cores, load average unknown"
 
 

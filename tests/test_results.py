@@ -1,8 +1,8 @@
-"""The committed results of a full run: complete, self-consistent, and what the README quotes.
+"""The committed results of a full run: complete, self-consistent, and what docs/cli.md quotes.
 
 ``results/04_mnist_distillation.json`` is written by the full run of notebook 04 that is
 committed with its outputs. These tests recompute its statistics from its per-seed numbers
-with :mod:`kdlib.stats`, and check that the README and the notebook quote the same numbers.
+with :mod:`kdlib.stats`, and check that docs/cli.md and the notebook quote the same numbers.
 """
 
 from __future__ import annotations
@@ -91,15 +91,15 @@ def test_the_statistics_recomputed_from_the_per_seed_numbers(results, key):
     assert pooled["only_b"] == sum(m["only_b"] for m in c["mcnemar_per_seed"])
 
 
-def _readme_results_section() -> str:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+def _docs_results_section() -> str:
+    text = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
     start = text.index("**Results of a full run.**")
     end = text.find("\n## ", start)
     return text[start:] if end == -1 else text[start:end]
 
 
-def test_the_readme_quotes_the_committed_numbers(results):
-    section = _readme_results_section()
+def test_the_docs_quote_the_committed_numbers(results):
+    section = _docs_results_section()
     assert "results/04_mnist_distillation.json" in section
     for name in ("teacher", *STUDENTS):
         report = results[name]

@@ -1,4 +1,4 @@
-"""kdlib.stacked: the stacked students' loss against numpy, and the equivalence of training
+"""kdlib.sweep.stacked: the stacked students' loss against numpy, and the equivalence of training
 N students stacked with training each alone with kdlib.Distiller (same initial weights, same
 batches), for SGD and for Adam."""
 
@@ -7,11 +7,11 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from reference import np_total_loss
+from reference import np_distillation, np_total_loss
 
 from kdlib import Distiller, models
 from kdlib.soft_targets import LABELS_KEY, TEACHER_LOGITS_KEY
-from kdlib.stacked import StackedStudents
+from kdlib.sweep.stacked import StackedStudents
 
 HIDDEN = (12, 8)
 # (temperature, alpha): pure distillation, a mix, mostly labels, and labels only (scratch).
@@ -136,3 +136,22 @@ def test_bad_settings_are_refused():
         stack.set_student_weights(0, models.mlp(hidden=(5,)).get_weights())
     with pytest.raises(ValueError, match="cached soft targets"):
         stack.compute_loss(np.zeros((2, 28, 28)), np.zeros(2), np.zeros((2, 1, 10)))
+
+
+def test_the_soft_term_is_kdlib_losses_accurate_one_at_high_temperatures(data):
+    """The textbook float32 KL is 1 % off at T = 1e3 (kdlib.losses); the stack uses the
+    accurate one: T^2 KL against a float64 reference, at T up to 1e4."""
+    _, targets = data
+    temperatures = [0.01, 1.0, 1e3, 1e4]
+    stack = StackedStudents(
+        temperatures=temperatures, alphas=[0.0] * 4, hidden=HIDDEN, input_shape=IMAGE
+    )
+    teacher = targets[TEACHER_LOGITS_KEY]
+    rng = np.random.default_rng(1)
+    near = teacher[:, None, :] + rng.normal(0, 0.5, (len(teacher), 4, 10)).astype("float32")
+    got = keras.ops.convert_to_numpy(stack.student_losses(targets[LABELS_KEY], teacher, near))
+    expected = [
+        np_distillation(teacher.astype("float64"), near[:, i].astype("float64"), t).mean()
+        for i, t in enumerate(temperatures)
+    ]
+    np.testing.assert_allclose(got, expected, rtol=1e-4)

@@ -13,7 +13,7 @@ from reference import write_learnable_mnist
 
 from kdlib import cli, sweep
 from kdlib import experiment as ex
-from kdlib.sweep_plots import grid_array, plot_sweep_heatmap
+from kdlib.sweep.plots import grid_array, plot_sweep_heatmap
 
 TINY = {
     "epochs": 2,

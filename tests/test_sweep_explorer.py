@@ -1,4 +1,4 @@
-"""kdlib.sweep_explorer (headless: set the controls, read what is shown) and
+"""kdlib.sweep.explorer (headless: set the controls, read what is shown) and
 kdlib.dark_knowledge (the missing-digit helpers) against hand-computed values."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 from reference import np_softmax  # noqa: E402
 
 from kdlib import dark_knowledge as dk  # noqa: E402
-from kdlib.sweep_explorer import SweepExplorer  # noqa: E402
+from kdlib.sweep.explorer import SweepExplorer  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -62,9 +62,9 @@ def png_size(png: bytes) -> tuple[int, int]:
 def test_explorer_png_has_twice_the_pixels_of_its_display_width(make):
     explorer = make()
     width, height = png_size(bytes(explorer.image.value))
-    assert explorer.image.layout.width == "640px"  # shown at 640 CSS px, never stretched
-    assert explorer.image.layout.max_width == "100%"
-    assert width == 2 * 640
+    shown = explorer.image.layout.width  # CSS pixels, never stretched beyond the cell
+    assert shown.endswith("px") and explorer.image.layout.max_width == "100%"
+    assert width == 2 * int(shown.removesuffix("px"))
     assert height == round(width * 2.8 / 6.4)  # the figure's aspect ratio
 
 

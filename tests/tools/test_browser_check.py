@@ -1,4 +1,4 @@
-"""tests/browser_check.py's own test: its Run All waits for every cell, not for a quiet moment.
+"""The browser check's own test: its Run All waits for every cell, not for a quiet moment.
 
 Needs Chromium (``make test-browser`` runs it; ``make test`` deselects the ``browser`` marker).
 

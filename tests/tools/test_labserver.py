@@ -1,4 +1,4 @@
-"""tests/labserver.py, the start/stop helper of the `make lab` and browser tests.
+"""tests/tools/labserver.py, the start/stop helper of the `make lab` and browser tests.
 
 A stand-in server (a few lines of http.server) prints a URL with a token, as JupyterLab does,
 and starts a child in a session of its own, as JupyterLab starts kernels. The helper must

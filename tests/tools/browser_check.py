@@ -14,7 +14,7 @@ requires
   of every widget, dragged with the mouse, changing the widget's output.
 
 It starts its own JupyterLab on 127.0.0.1 (a free port, a private token) and stops it by its
-PID, also on failure (``tests/labserver.py``, shared with the test of ``make lab``). Every
+PID, also on failure (``tests/tools/labserver.py``, shared with the test of ``make lab``). Every
 wait has a bound. Chromium is Debian's ``chromium`` package (``apt-get install -y
 chromium``), driven by playwright through ``executable_path``: playwright's own browser
 download needs the internet. The last line says what was checked, e.g.
@@ -22,8 +22,8 @@ download needs the internet. The last line says what was checked, e.g.
 
 Usage::
 
-    python tests/browser_check.py                          # every notebooks/NN_*.ipynb
-    python tests/browser_check.py notebooks/01_*.ipynb     # some of them
+    python tests/tools/browser_check.py                          # every notebooks/NN_*.ipynb
+    python tests/tools/browser_check.py notebooks/01_*.ipynb     # some of them
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from typing import Any
 
 from labserver import LabServer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SERVER_START_S = 120
 PAGE_LOAD_S = 90
 RUN_ALL_S = 300  # one notebook, fast mode; about 60 s on 2 cores
@@ -154,7 +154,7 @@ def _wait(page: Any, predicate: Any, timeout: float, what: str) -> Any:
 # sent and answered (an aborted cell is answered too) and the kernel is idle. An idle kernel
 # with no [*] prompt is not enough: the kernel is idle for a moment between two cells, and
 # after a cell tagged raises-exception fails, JupyterLab drops the [*] of the cells still
-# queued although the kernel goes on to run them (tests/test_browser_check.py).
+# queued although the kernel goes on to run them (tests/tools/test_browser_check.py).
 _RUN_ALL_JS = """() => {
   const counts = {sent: 0, replied: 0};
   window.kdlibRunAll = counts;

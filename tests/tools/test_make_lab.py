@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from labserver import LabServer, alive
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 DEFAULT_PORT = 8888
 START_TIMEOUT_S = 120  # JupyterLab starts in ~5 s; a busy 2-core CI machine may take longer

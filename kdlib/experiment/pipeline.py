@@ -5,9 +5,9 @@ trains a teacher (:func:`train_teacher`), then a small student three times per s
 (:func:`train_students`) from identical initial weights and with the same data order: from
 the labels (scratch), from labels with label smoothing (smoothed, the control for plain
 regularisation) and distilled from the teacher. It returns a
-:class:`kdlib.report.ExperimentResult`; settings are in :mod:`kdlib.experiment_config`, the
-training of teacher and students in :mod:`kdlib.training` (its functions are importable from
-here too).
+:class:`~kdlib.experiment.report.ExperimentResult`; settings are in
+:mod:`~kdlib.experiment.config`, the data in :mod:`~kdlib.experiment.splits`, the training of
+teacher and students in :mod:`~kdlib.experiment.training`.
 
 The protocol: every model (the teacher too) keeps the weights of its best epoch on the
 validation split, by one rule (:func:`stopping_callback`); the test set is used once, after
@@ -21,29 +21,21 @@ logits are the same every epoch and are computed once (:mod:`kdlib.soft_targets`
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import keras
-import numpy as np
 
-from kdlib import data, io, stats, validate
-from kdlib.experiment_config import (
+from kdlib import io, stats, validate
+from kdlib.experiment.config import (
     COMPARISONS,
-    MIN_COMPRESSION,
-    STOPPING_MONITOR,
     STUDENT_ROLES,
-    STUDENTS,
-    TEACHERS,
     ExperimentConfig,
 )
-from kdlib.report import (
-    INFERENCE_BATCH_SIZE,
+from kdlib.experiment.report import (
     Artifacts,
     ExperimentResult,
     device_description,
@@ -51,90 +43,15 @@ from kdlib.report import (
     run_conditions,
     summarise,
 )
-from kdlib.training import (
-    TrainedTwins,
+from kdlib.experiment.splits import prepare_data
+from kdlib.experiment.training import (
     best_epoch,
-    build_teacher,
-    compression_ratio,
-    stopping_callback,
     teacher_soft_targets,
     train_students,
     train_teacher,
-    twin_students,
 )
 
-__all__ = [
-    "COMPARISONS",
-    "INFERENCE_BATCH_SIZE",
-    "MIN_COMPRESSION",
-    "STOPPING_MONITOR",
-    "STUDENTS",
-    "STUDENT_ROLES",
-    "TEACHERS",
-    "Artifacts",
-    "ExperimentConfig",
-    "ExperimentResult",
-    "Splits",
-    "TrainedTwins",
-    "best_epoch",
-    "build_teacher",
-    "compression_ratio",
-    "predict_classes",
-    "prepare_data",
-    "run_experiment",
-    "stopping_callback",
-    "teacher_soft_targets",
-    "train_students",
-    "train_teacher",
-    "twin_students",
-]
-
-
-@dataclass(frozen=True)
-class Splits:
-    """MNIST scaled to [0, 1] (float32), with a validation split held out of training."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-
-    def shapes(self) -> dict[str, tuple[int, ...]]:
-        """The shape of every array, by name (for printing)."""
-        return {f.name: tuple(getattr(self, f.name).shape) for f in dataclasses.fields(self)}
-
-
-def prepare_data(config: ExperimentConfig, path: str | os.PathLike[str] | None = None) -> Splits:
-    """Load MNIST with :func:`kdlib.data.load_mnist`, scale it and split off validation.
-
-    The validation images are a fixed random choice (seed 0) of the training set, so every
-    seed of the experiment sees the same split. ``train_size`` and ``test_size`` take
-    class-balanced subsets.
-    """
-    (x_train, y_train), (x_test, y_test) = data.load_mnist(path)
-    if config.val_size >= len(x_train):
-        raise ValueError(
-            f"val_size={config.val_size} leaves no training images out of {len(x_train)}; "
-            "use a smaller val_size (e.g. 5000)."
-        )
-    order = np.random.default_rng(0).permutation(len(x_train))
-    val_idx, train_idx = order[: config.val_size], order[config.val_size :]
-    x_val, y_val = x_train[val_idx], y_train[val_idx]
-    x_train, y_train = x_train[train_idx], y_train[train_idx]
-    if config.train_size is not None:
-        x_train, y_train = data.balanced_subset(x_train, y_train, config.train_size, seed=0)
-    if config.test_size is not None:
-        x_test, y_test = data.balanced_subset(x_test, y_test, config.test_size, seed=0)
-    return Splits(
-        x_train=data.scale_images(x_train),
-        y_train=y_train.astype("int32"),
-        x_val=data.scale_images(x_val),
-        y_val=y_val.astype("int32"),
-        x_test=data.scale_images(x_test),
-        y_test=y_test.astype("int32"),
-    )
+__all__ = ["run_experiment"]
 
 
 # ------------------------------------------------------------------------------ pipeline

@@ -12,11 +12,11 @@ Examples
     kdlib sweep --temperatures 1 2 4 8 20 --alphas 0 0.1 0.5 0.9 --seeds 3 \\
         --json results/sweep_mlp50.json --plot sweep.png
 
-Flags are checked before TensorFlow is even imported (numbers and names) or before any
-training starts (output paths); a bad one exits with status 2 and one line on stderr.
+Flags are checked before any training starts (numbers, names and output paths); a bad one
+exits with status 2 and one line on stderr.
 
-The commands live in :mod:`kdlib.cli_distill` and :mod:`kdlib.cli_sweep`, what they share in
-:mod:`kdlib.cli_args`; this module builds the parser and dispatches.
+The commands live in :mod:`kdlib.cli.distill` and :mod:`kdlib.cli.sweep`, what they share in
+:mod:`kdlib.cli._flags`; this module builds the parser and dispatches.
 """
 
 from __future__ import annotations
@@ -26,15 +26,15 @@ import sys
 from collections.abc import Sequence
 
 # The commands' constants stay importable from here (tests and docs use kdlib.cli.*).
-from kdlib.cli_args import STUDENT_CHOICES as STUDENT_CHOICES
-from kdlib.cli_args import TEACHER_CHOICES as TEACHER_CHOICES
-from kdlib.cli_args import _OneLineParser
-from kdlib.cli_distill import CALIBRATION_IMAGES as CALIBRATION_IMAGES
-from kdlib.cli_distill import DEFAULT_SEEDS as DEFAULT_SEEDS
-from kdlib.cli_distill import LITERT_QUANTIZE as LITERT_QUANTIZE
-from kdlib.cli_distill import _distill, add_distill_parser
-from kdlib.cli_distill import _export_litert as _export_litert
-from kdlib.cli_sweep import _sweep, add_sweep_parser
+from kdlib.cli._flags import STUDENT_CHOICES as STUDENT_CHOICES
+from kdlib.cli._flags import TEACHER_CHOICES as TEACHER_CHOICES
+from kdlib.cli._flags import _OneLineParser
+from kdlib.cli.distill import CALIBRATION_IMAGES as CALIBRATION_IMAGES
+from kdlib.cli.distill import DEFAULT_SEEDS as DEFAULT_SEEDS
+from kdlib.cli.distill import LITERT_QUANTIZE as LITERT_QUANTIZE
+from kdlib.cli.distill import _distill, add_distill_parser
+from kdlib.cli.distill import _export_litert as _export_litert
+from kdlib.cli.sweep import _sweep, add_sweep_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,7 +56,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _sweep(args)
     parser.print_help(sys.stderr)
     return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

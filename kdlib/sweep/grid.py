@@ -4,7 +4,7 @@
 (``prepare_data``, ``train_teacher``), caches the teacher's logits once
 (:func:`kdlib.soft_targets.cache_soft_targets`), then trains every student of the grid, plus
 a scratch baseline (``alpha = 1``: labels only) per seed, as one
-:class:`kdlib.stacked.StackedStudents` model: the gradients are exactly those of separate
+:class:`kdlib.sweep.stacked.StackedStudents` model: the gradients are exactly those of separate
 trainings, in a fraction of the time. All students of one seed start from the same initial
 weights (a :func:`kdlib.models.mlp` built after ``keras.utils.set_random_seed(seed)``), and
 all students see the same batches, so each distilled student is paired with its seed's
@@ -31,9 +31,10 @@ import keras
 import numpy as np
 
 from kdlib import config as kdconfig
-from kdlib import experiment, models, report, validate
+from kdlib import experiment, models, validate
+from kdlib.experiment import report
 from kdlib.soft_targets import cache_soft_targets
-from kdlib.stacked import StackedStudents
+from kdlib.sweep.stacked import StackedStudents
 
 __all__ = [
     "FULL_GRID",
@@ -73,6 +74,8 @@ class SweepConfig:
     alphas: tuple[float, ...] = FULL_GRID["alphas"]
     hidden: tuple[int, ...] = (50,)
     experiment: experiment.ExperimentConfig = field(default_factory=experiment.ExperimentConfig)
+    #: Whether these are the fast settings (recorded in the JSON).
+    fast: bool = False
 
     def __post_init__(self) -> None:
         if not self.temperatures or not self.alphas:
@@ -94,11 +97,15 @@ class SweepConfig:
         temperatures: Sequence[float] | None = None,
         alphas: Sequence[float] | None = None,
         hidden: Sequence[int] = (50,),
+        *,
+        fast: bool | None = None,
         **experiment_overrides: Any,
     ) -> SweepConfig:
-        """Full grid (5 T x 4 alpha x 3 seeds, 30 epochs) or, with ``KDLIB_FAST=1``, 2 x 2 x 2
-        and 3 epochs; the data and teacher of :meth:`kdlib.experiment.ExperimentConfig.default`."""
-        grid = kdconfig.pick(full=FULL_GRID, fast=FAST_GRID)
+        """Full grid (5 T x 4 alpha x 3 seeds, 30 epochs) or, fast, 2 x 2 x 2 and 3 epochs; the
+        data and teacher of :meth:`kdlib.experiment.ExperimentConfig.default`. ``fast``
+        chooses (``kdlib sweep --fast``); None reads ``KDLIB_FAST``."""
+        fast = kdconfig.fast_mode() if fast is None else fast
+        grid = kdconfig.pick(full=FULL_GRID, fast=FAST_GRID, enabled=fast)
         for name in ("seeds", "epochs"):  # 30 epochs (fast 3), not kdlib distill's budget
             if experiment_overrides.get(name) is None:
                 experiment_overrides[name] = grid[name]
@@ -106,7 +113,8 @@ class SweepConfig:
             temperatures=tuple(grid["temperatures"] if temperatures is None else temperatures),
             alphas=tuple(grid["alphas"] if alphas is None else alphas),
             hidden=tuple(hidden),
-            experiment=experiment.ExperimentConfig.default(**experiment_overrides),
+            experiment=experiment.ExperimentConfig.default(fast=fast, **experiment_overrides),
+            fast=fast,
         )
 
     def cells(self) -> list[tuple[float, float]]:
@@ -169,7 +177,7 @@ class SweepResult:
             "settings": {k: v for k, v in dataclasses.asdict(ex).items() if k != "verbose"},
             "seconds": self.seconds,
             "load_average": self.load_average,
-            "fast": kdconfig.fast_mode(),
+            "fast": self.config.fast,
         }
 
 

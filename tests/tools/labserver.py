@@ -1,7 +1,7 @@
 """Start a JupyterLab server for a test, find the URL it prints, and stop it by its PID.
 
-Written once for the two tests that need a live server: ``tests/test_make_lab.py`` (the
-``make lab`` command itself) and ``tests/browser_check.py`` (``make test-browser``).
+Written once for the two tests that need a live server: ``tests/tools/test_make_lab.py`` (the
+``make lab`` command itself) and ``tests/tools/browser_check.py`` (``make test-browser``).
 
 The server runs in its own session, so its PID is also its process-group id: stopping sends
 SIGTERM to the group (``make`` and JupyterLab), waits with a bound, then SIGKILLs whatever
