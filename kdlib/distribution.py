@@ -20,10 +20,18 @@ spans devices that the process cannot address.
 
 On one process (any backend, any number of local devices) everything here is the identity:
 :func:`local_rows` keeps every row and :func:`predict_local` is ``model.predict``.
+
+:func:`scope` is what ``kdlib distill --distribution`` (and the experiment's ``distribution``
+setting) runs in: ``"mirrored"`` (``tf.distribute.MirroredStrategy`` over this machine's
+devices, TensorFlow) or ``"data-parallel"`` (``keras.distribution.DataParallel`` over them,
+JAX), one process; the batch size stays the global batch, so the training is that of one
+device (tested by ``make test-distributed``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import keras
@@ -32,6 +40,10 @@ import numpy as np
 from kdlib import validate
 
 __all__ = [
+    "DISTRIBUTIONS",
+    "scope",
+    "check_available",
+    "check_even_batches",
     "process_count",
     "process_index",
     "is_multi_process",
@@ -39,6 +51,71 @@ __all__ = [
     "shard_rows",
     "predict_local",
 ]
+
+
+#: The ways ``kdlib distill --distribution`` can spread a run over this machine's devices.
+DISTRIBUTIONS = ("none", "mirrored", "data-parallel")
+_BACKEND_OF = {"mirrored": "tensorflow", "data-parallel": "jax"}
+
+
+def check_available(name: str) -> None:
+    """Raise, before any training, unless distribution ``name`` can run here: ``mirrored``
+    needs the TensorFlow backend, ``data-parallel`` JAX (the Keras distribution API), and
+    both one process."""
+    validate.one_of(name, DISTRIBUTIONS, "distribution")
+    needed = _BACKEND_OF.get(name)
+    if needed is not None and keras.backend.backend() != needed:
+        raise ValueError(
+            f"distribution {name!r} runs on the {needed} backend, but Keras runs on "
+            f"{keras.backend.backend()!r}: set KERAS_BACKEND={needed} before starting, or use "
+            f"distribution {'data-parallel' if needed == 'tensorflow' else 'mirrored'!r} "
+            f"on {'jax' if needed == 'tensorflow' else 'tensorflow'}."
+        )
+    if name != "none" and process_count() > 1:
+        raise ValueError(
+            f"distribution {name!r} spreads one process over its devices; this is process "
+            f"{process_index()} of {process_count()}. For several processes, see "
+            "docs/scale_out.md (keras.distribution with kdlib.distribution.shard_rows)."
+        )
+
+
+@contextmanager
+def scope(name: str) -> Iterator[int]:
+    """Build, train and evaluate in here to spread over this machine's devices; yields the
+    number of replicas (devices that each take a slice of every batch; 1 for ``"none"``)."""
+    check_available(name)
+    if name == "mirrored":
+        import tensorflow as tf  # distribution plumbing only
+
+        strategy = tf.distribute.MirroredStrategy()
+        with strategy.scope():
+            yield int(strategy.num_replicas_in_sync)
+    elif name == "data-parallel":
+        devices = keras.distribution.list_devices()
+        with keras.distribution.DataParallel(devices=devices).scope():
+            yield len(devices)
+    else:
+        yield 1
+
+
+def check_even_batches(sizes: dict[str, int], batch_sizes: tuple[int, ...], replicas: int) -> None:
+    """Raise unless every batch of every split (the last, shorter one too) splits into
+    ``replicas`` equal slices, as ``data-parallel`` needs (each device an equal share)."""
+    replicas = validate.positive_int(replicas, "replicas", example=2)
+    for batch in batch_sizes:
+        if batch % replicas:
+            raise ValueError(
+                f"batch size {batch} does not split over {replicas} devices: use a multiple "
+                f"of {replicas} (e.g. --batch-size {replicas * max(1, round(batch / replicas))})."
+            )
+        for split, n in sizes.items():
+            last = n % batch
+            if last % replicas:
+                raise ValueError(
+                    f"the {split} split's last batch has {last} images ({n} images, batch "
+                    f"{batch}), which do not split over {replicas} devices; choose sizes that "
+                    f"leave a multiple of {replicas} images in the last batch."
+                )
 
 
 def process_count() -> int:

@@ -11,6 +11,7 @@ check judges and stops processes) is fast and runs everywhere.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -208,3 +209,78 @@ def test_distributed_check():
     failures = [line for line in lines if line.get("expected_failure")]
     assert failures and all(line["status"] == "expected failure" for line in failures)
     assert all("PerReplica" in line["error"] for line in failures)
+
+
+# ---------------------------------------------------------------- kdlib distill --distribution
+def test_config_and_command_refuse_unknown_or_unavailable_distributions(capsys, no_training):
+    import keras
+
+    from kdlib import cli
+    from kdlib.experiment import ExperimentConfig
+
+    with pytest.raises(ValueError, match="distribution"):
+        ExperimentConfig(distribution="horovod")
+    other = "data-parallel" if keras.backend.backend() != "jax" else "mirrored"
+    with pytest.raises(SystemExit) as info:
+        cli.main(["distill", "--fast", "--distribution", other])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--distribution:" in err and "backend" in err and "KERAS_BACKEND=" in err
+
+
+def test_check_even_batches_names_what_does_not_split():
+    distribution.check_even_batches({"training": 500, "test": 200}, (50, 1000), 2)
+    with pytest.raises(ValueError, match="batch size 51 does not split over 2 devices"):
+        distribution.check_even_batches({"training": 500}, (51,), 2)
+    with pytest.raises(ValueError, match="the test split's last batch has 3 images"):
+        distribution.check_even_batches({"training": 500, "test": 203}, (50,), 2)
+
+
+_DISTILL = r"""
+import json, sys
+from reference import write_learnable_mnist
+from kdlib.experiment import config
+config.FAST_SETTINGS.update(train_size=500, val_size=100, test_size=200)
+write_learnable_mnist(sys.argv[1] + "/mnist.npz", n_train=1000, n_test=300)
+from kdlib import cli
+argv = ["distill", "--fast", "--epochs", "1", "--teacher-epochs", "1", "--seeds", "2",
+        "--batch-size", "50", "--student", "mlp"]
+for name in ("none", "data-parallel"):
+    code = cli.main(argv + ["--distribution", name, "--json", f"{sys.argv[1]}/{name}.json"])
+    assert code == 0, code
+"""
+
+
+@pytest.mark.distributed
+def test_kdlib_distill_data_parallel(tmp_path):
+    """`kdlib distill --distribution data-parallel` on two JAX CPU devices (tiny data): it
+    runs, says so, and its students score as on one device (same seeds, same batches: to
+    within one test image per model and seed; the weights differ only by rounding)."""
+    pytest.importorskip("jax")
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        "KDLIB_DATA_DIR": str(tmp_path),
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]),
+    }
+    env.pop("KDLIB_FAST", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", _DISTILL, str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "distribution data-parallel: 2 replica(s), global batch 50" in proc.stdout
+    one, two = (
+        json.loads((tmp_path / f"{n}.json").read_text()) for n in ("none", "data-parallel")
+    )
+    assert abs(two["teacher"]["test_accuracy"] - one["teacher"]["test_accuracy"]) <= 1 / 200
+    for model in ("scratch", "smoothed", "distilled"):
+        got, want = two[model]["test_accuracies"], one[model]["test_accuracies"]
+        assert len(got) == len(want) >= 1
+        assert np.max(np.abs(np.subtract(got, want))) <= 1 / 200 + 1e-12, model
