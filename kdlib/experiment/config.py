@@ -93,13 +93,13 @@ class ExperimentConfig:
     learning_rate : float
         Adam's learning rate: constant for the students, the start of a cosine decay to 0
         for the teacher.
+    verbose : {"summary", "auto", 0, 1, 2}
+        "summary": one line per trained model; "auto"/1 and 2 add Keras' progress bars or
+        one line per epoch; 0 is silent.
     distribution : {"none", "mirrored", "data-parallel"}
         Spread every model over this machine's devices: ``tf.distribute.MirroredStrategy``
         (TensorFlow) or ``keras.distribution.DataParallel`` (JAX); ``batch_size`` stays the
         global batch, so the training is that of one device (:mod:`kdlib.distribution`).
-    verbose : {"summary", "auto", 0, 1, 2}
-        "summary": one line per trained model; "auto"/1 and 2 add Keras' progress bars or
-        one line per epoch; 0 is silent.
     """
 
     teacher: str = "cnn"
@@ -117,8 +117,8 @@ class ExperimentConfig:
     val_size: int = 5000
     test_size: int | None = None
     learning_rate: float = 1e-3
-    distribution: str = "none"
     verbose: int | str = "summary"
+    distribution: str = "none"
 
     def __post_init__(self) -> None:
         def canonical(name: str, value: Any) -> None:
