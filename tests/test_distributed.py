@@ -284,3 +284,39 @@ def test_kdlib_distill_data_parallel(tmp_path):
         got, want = two[model]["test_accuracies"], one[model]["test_accuracies"]
         assert len(got) == len(want) >= 1
         assert np.max(np.abs(np.subtract(got, want))) <= 1 / 200 + 1e-12, model
+
+
+_FROZEN_TEACHER = r"""
+import keras, numpy as np
+from kdlib import Distiller, models
+x = np.random.default_rng(0).random((64, 6, 6), dtype=np.float32)
+with keras.distribution.DataParallel(devices=keras.distribution.list_devices()).scope():
+    teacher = models.mlp(hidden=(8,), input_shape=(6, 6))
+    before = teacher.predict(x, batch_size=32, verbose=0)  # compiled while trainable
+    Distiller(teacher=teacher, student=models.mlp(hidden=(4,), input_shape=(6, 6)))
+    after = teacher.predict(x, batch_size=32, verbose=0)  # now frozen
+np.testing.assert_array_equal(before, after)
+"""
+
+
+@pytest.mark.distributed
+def test_a_teacher_predicts_after_the_distiller_froze_it_under_data_parallel(tmp_path):
+    """Keras (JAX, under a distribution) compiled predict for the variables as they were;
+    after the Distiller froze the teacher it failed with "pytree structure error: different
+    lengths of list" (what `kdlib distill --distribution data-parallel` first hit)."""
+    pytest.importorskip("jax")
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", _FROZEN_TEACHER],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
