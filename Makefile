@@ -60,8 +60,8 @@ BACKEND_NOTEBOOKS ?= $(filter-out notebooks/06_%,$(wildcard notebooks/[0-9][0-9]
 test-notebooks-backends: $(BACKENDS_STAMP)
 	set -e; for backend in $(BACKENDS); do \
 	  echo "== KERAS_BACKEND=$$backend"; \
-	  KERAS_BACKEND=$$backend KDLIB_FAST=1 $(BIN)/python -m pytest -q --nbval-lax \
-	    $(BACKEND_NOTEBOOKS); \
+	  KERAS_BACKEND=$$backend KDLIB_FAST=1 $(BIN)/python -m pytest -q $(XDIST) \
+	    --dist loadscope --nbval-lax $(BACKEND_NOTEBOOKS); \
 	  KERAS_BACKEND=$$backend $(BIN)/python -m pytest -q -p no:nbval \
 	    tests/test_notebook_backends.py; \
 	done
