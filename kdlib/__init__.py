@@ -42,12 +42,14 @@ __version__ = "0.3.0"
 #: The modules notebooks and homework import (with the names in each one's ``__all__``):
 #: kdlib's public API, recorded in tests/public_api.json and kept stable (docs/stability.md).
 PUBLIC_MODULES = (
+    "autodiff",
     "causal_transformer",
     "check",
     "config",
     "dark_knowledge",
     "data",
     "distiller",
+    "distribution",
     "experiment",
     "experiment.conclusions",
     "experiment.config",

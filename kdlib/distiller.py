@@ -412,6 +412,10 @@ class Distiller(keras.Model):
         super().__init__(**kwargs)
         check_compatible(teacher, student)
         teacher.trainable = False
+        # Keras compiles predict for the variables as they were (trainable or not); on JAX
+        # under a distribution the stale function fails on the frozen teacher's state, so it
+        # is rebuilt on the next predict (a retrace elsewhere).
+        teacher.predict_function = None
         self.teacher = teacher
         self.student = student
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")

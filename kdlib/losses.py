@@ -233,7 +233,8 @@ def _t2_kl_from_logits(t_logits: Any, s_logits: Any, temperature: float) -> Any:
     for k in range(_SERIES_LAST - 1, 1, -1):
         series = 1.0 / math.factorial(k) - c_s * series
     t2 = temperature * temperature
-    r_capped = ops.minimum(r, _EXP_CAP)
+    # where, not ops.minimum: on PyTorch Keras' minimum returns float32 for float64 inputs
+    r_capped = ops.where(r < _EXP_CAP, r, ops.full_like(r, _EXP_CAP))
     direct = t2 * (ops.exp(r_capped) - ops.where(valid, p * (1.0 - c), zero))
     w = ops.sum(ops.where(small, p * v_s * v_s * series, direct), axis=-1, keepdims=True)
     x = (w / temperature) / temperature  # S; T^2 alone overflows float32 beyond T = 1.8e19

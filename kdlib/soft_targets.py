@@ -40,7 +40,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from kdlib import validate
+from kdlib import distribution, validate
 from kdlib.distiller import (
     LABELS_KEY,
     TEACHER_LOGITS_KEY,
@@ -234,7 +234,9 @@ def cache_soft_targets(
         (dropout off, batch-norm statistics frozen), exactly as in the online mode.
     x : array-like, or dict/list of arrays
         The transfer-set inputs, one row per example, *as the student will see them* (same
-        scaling; no augmentation, or the cache would be wrong).
+        scaling; no augmentation, or the cache would be wrong). Under a Keras distribution
+        over several processes (JAX), this process's rows only: each process caches the
+        logits of the rows it feeds (:func:`kdlib.distribution.predict_local`).
     y : array-like
         The labels, one per example, as for ``fit``.
     batch_size : int
@@ -283,7 +285,10 @@ def cache_soft_targets(
             f"x has {n} examples but y has {n_labels} labels; pass the labels that belong "
             "to x, in the same order."
         )
-    logits = teacher.predict(x, batch_size=batch_size, verbose=verbose)
+    if distribution.is_multi_process():  # this process's rows only (see kdlib.distribution)
+        logits = distribution.predict_local(teacher, x, batch_size=batch_size)
+    else:
+        logits = teacher.predict(x, batch_size=batch_size, verbose=verbose)
     logits = np.asarray(logits, dtype=np.float32)
     return {
         LABELS_KEY: y,

@@ -183,6 +183,19 @@ def test_distillation_loss_object_reduces_and_serializes(logits):
     np.testing.assert_allclose(to_np(restored(t, s)), to_np(loss(t, s)), rtol=1e-6)
 
 
+@pytest.mark.parametrize("temp", TEMPERATURES)
+def test_distillation_loss_keeps_float64_precision(temp):
+    """float64 logits give the float64 formula to float64 precision, on every backend that
+    computes in float64 (Keras' ``ops.minimum`` returns float32 on PyTorch for float64
+    inputs, which cost the loss 8 digits there)."""
+    rng = np.random.default_rng(3)
+    t, s = rng.normal(0, 3, (2, 8, 10))
+    got = distillation_loss(t, s, temp)
+    if keras.backend.backend() != "jax":
+        assert keras.backend.standardize_dtype(got.dtype) == "float64"
+    np.testing.assert_allclose(to_np(got), np_distillation(t, s, temp), rtol=FLOAT64_RTOL)
+
+
 # -------------------------------------- accurate over the whole accepted temperature range
 
 

@@ -43,3 +43,15 @@ def test_machine_state_names_cores_and_load(monkeypatch):
 
     monkeypatch.setattr(report.os, "getloadavg", unavailable)
     assert report.machine_state() == "2 CPU cores, load average unknown"
+
+
+def test_device_description_on_every_backend():
+    """Names the backend and the device kind; on PyTorch it used to fail (Keras' list_devices
+    is None there: ``'NoneType' object has no attribute 'list_devices'``)."""
+    import keras
+
+    from kdlib.measurements import device_description
+
+    text = device_description()
+    assert f"backend {keras.backend.backend()}" in text
+    assert "CPU" in text or "GPU" in text or "cpu" in text or "gpu" in text, text

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from kdlib import validate
 from kdlib.cli._flags import STUDENT_CHOICES, TEACHER_CHOICES, _fail, _flag
-from kdlib.experiment.config import FAST_SETTINGS, ExperimentConfig
+from kdlib.experiment.config import DISTRIBUTIONS, FAST_SETTINGS, ExperimentConfig
 
 if TYPE_CHECKING:
     from kdlib.experiment.report import ExperimentResult
@@ -115,6 +115,15 @@ def add_distill_parser(commands: Any) -> None:
         help=f"first seed ({_default('seed')})",
     )
     distill.add_argument(
+        "--distribution",
+        choices=DISTRIBUTIONS,
+        default=ExperimentConfig.distribution,
+        help="spread every model over this machine's devices: mirrored "
+        "(tf.distribute.MirroredStrategy, TensorFlow) or data-parallel "
+        "(keras.distribution.DataParallel, JAX); --batch-size stays the global batch "
+        f"(default: {ExperimentConfig.distribution}; docs/scale_out.md)",
+    )
+    distill.add_argument(
         "--fast",
         action="store_true",
         help="fast configuration (a data subset, few epochs), the same as KDLIB_FAST=1",
@@ -188,6 +197,7 @@ def _distill(args: argparse.Namespace) -> int:
     from kdlib.experiment import conclusions, report
 
     _check_litert(args.export_litert)
+    _check_distribution(args.distribution)
     # Every output goes to a temporary file first (the student while it is saved, the rest
     # at the end) and all are renamed together when the run is complete
     # (kdlib.io.OutputSet): an interrupted run leaves the previous run's files, never a mix
@@ -211,6 +221,7 @@ def _distill(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size,
                 seeds=args.seeds,
                 seed=args.seed,
+                distribution=args.distribution,
             )
         except ValueError as err:
             _fail(str(err))
@@ -256,6 +267,16 @@ def _save_plot(result: Any, config: Any, path: Any, run_id: str) -> None:
         fig.savefig(path, dpi=120, format="png", metadata={"kdlib run_id": run_id})
     finally:
         plt.close(fig)
+
+
+def _check_distribution(name: str) -> None:
+    """Before training: can this backend run ``--distribution name``?"""
+    from kdlib import distribution
+
+    try:
+        distribution.check_available(name)
+    except ValueError as err:
+        _fail(f"--distribution: {err}")
 
 
 def _check_litert(path: str | None) -> None:

@@ -16,6 +16,7 @@ import keras
 
 from kdlib import config as kdconfig
 from kdlib import models, validate
+from kdlib.distribution import DISTRIBUTIONS
 
 __all__ = [
     "ExperimentConfig",
@@ -95,6 +96,10 @@ class ExperimentConfig:
     verbose : {"summary", "auto", 0, 1, 2}
         "summary": one line per trained model; "auto"/1 and 2 add Keras' progress bars or
         one line per epoch; 0 is silent.
+    distribution : {"none", "mirrored", "data-parallel"}
+        Spread every model over this machine's devices: ``tf.distribute.MirroredStrategy``
+        (TensorFlow) or ``keras.distribution.DataParallel`` (JAX); ``batch_size`` stays the
+        global batch, so the training is that of one device (:mod:`kdlib.distribution`).
     """
 
     teacher: str = "cnn"
@@ -113,6 +118,7 @@ class ExperimentConfig:
     test_size: int | None = None
     learning_rate: float = 1e-3
     verbose: int | str = "summary"
+    distribution: str = "none"
 
     def __post_init__(self) -> None:
         def canonical(name: str, value: Any) -> None:
@@ -131,6 +137,7 @@ class ExperimentConfig:
         lr = validate.positive_number(self.learning_rate, "learning_rate", "1e-3")
         canonical("learning_rate", lr)
         validate.one_of(self.verbose, VERBOSE_VALUES, "verbose")
+        validate.one_of(self.distribution, DISTRIBUTIONS, "distribution")
 
     @classmethod
     def default(cls, *, fast: bool | None = None, **overrides: Any) -> ExperimentConfig:

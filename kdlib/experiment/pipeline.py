@@ -29,13 +29,14 @@ from typing import Any
 
 import keras
 
-from kdlib import io, stats, validate
+from kdlib import distribution, io, stats, validate
 from kdlib.experiment.config import (
     COMPARISONS,
     STUDENT_ROLES,
     ExperimentConfig,
 )
 from kdlib.experiment.report import (
+    INFERENCE_BATCH_SIZE,
     Artifacts,
     ExperimentResult,
     device_description,
@@ -99,18 +100,32 @@ def run_experiment(
     config = config or ExperimentConfig.default()
     if save_student is not None:
         validate.output_path(save_student, suffix=".keras", name="save_student")
-    with _quiet_retracing_warnings():
-        return _run_pipeline(config, save_student, data_path)
+    distribution.check_available(config.distribution)
+    # Every model is built, trained and evaluated in the scope, on every device of this
+    # machine; one process, so it runs the teacher once over all the rows to cache their
+    # soft targets (Keras splits each inference batch over the devices too).
+    with _quiet_retracing_warnings(), distribution.scope(config.distribution) as replicas:
+        return _run_pipeline(config, save_student, data_path, replicas)
 
 
 def _run_pipeline(
     config: ExperimentConfig,
     save_student: str | os.PathLike[str] | None,
     data_path: str | os.PathLike[str] | None,
+    replicas: int = 1,
 ) -> ExperimentResult:
     start = time.perf_counter()
     load_at_start = run_conditions().get("load_average_1min")
     splits = prepare_data(config, data_path)
+    if config.distribution == "data-parallel":  # each device takes an equal slice
+        sizes = {"training": len(splits.x_train), "validation": len(splits.x_val)}
+        sizes["test"] = len(splits.x_test)
+        distribution.check_even_batches(sizes, (config.batch_size, INFERENCE_BATCH_SIZE), replicas)
+    if config.distribution != "none" and config.verbose != 0:
+        print(
+            f"distribution {config.distribution}: {replicas} replica(s), global batch "
+            f"{config.batch_size}"
+        )
     teacher, teacher_history = train_teacher(config, splits)
     train_targets, val_targets = teacher_soft_targets(teacher, splits)
     # Every model is trained, and its epoch chosen on validation, before the test set is

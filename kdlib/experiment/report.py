@@ -138,6 +138,13 @@ def device_description() -> str:
         if gpus:
             return f"GPU ({len(gpus)} x {gpus[0].name}), backend {backend}"
         return f"CPU ({os.cpu_count()} cores visible), backend {backend}"
+    if backend == "torch":  # Keras' distribution API (list_devices) is JAX's and TF's only
+        import torch
+
+        if torch.cuda.is_available():
+            count = torch.cuda.device_count()
+            return f"GPU ({count} x {torch.cuda.get_device_name(0)}), backend {backend}"
+        return f"CPU ({os.cpu_count()} cores visible), backend {backend}"
     return f"backend {backend}, devices {keras.distribution.list_devices()}"
 
 
