@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: help test test-backends test-notebooks-backends test-distributed test-colab test-browser lab lint format notebooks assignments clean
-.PHONY: site test-site
+.PHONY: site test-site install
 .DEFAULT_GOAL := help
 
 ## help: list the targets (also what bare `make` does)
@@ -148,6 +148,11 @@ lab: $(STAMP)
 	  set -- "$$@" --no-browser; \
 	fi; \
 	exec $(BIN)/jupyter lab "$$@" $(LAB_ARGS)
+
+## install: .venv with everything the test targets use (dev, the site extra, JAX, PyTorch)
+##   CI runs it once before it runs the test targets side by side, so that no two of them
+##   install into .venv at the same time.
+install: $(STAMP) $(BACKENDS_STAMP) $(SITE_STAMP)
 
 ## lint: ruff check and ruff format --check (what `make test` runs first)
 lint: $(STAMP)
