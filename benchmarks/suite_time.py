@@ -74,7 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 #: workers: no nbval plugin (it imports the Jupyter stack in every process), each test file
 #: on one worker, in the order tests/conftest.py gives (longest first).
 #: tests/tools/test_suite_time.py checks that the Makefile agrees.
-UNIT_FLAGS = ["-m", "not browser", "-p", "no:nbval"]
+UNIT_FLAGS = ["-m", "not browser and not distributed", "-p", "no:nbval"]
 UNIT_WORKER_FLAGS = ["--dist", "loadfile", "--no-loadscope-reorder"]
 
 

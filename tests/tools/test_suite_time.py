@@ -58,9 +58,10 @@ def test_commands_run_each_suite_as_its_make_test_does(bench):
     unit_line = next(
         line
         for line in (ROOT / "Makefile").read_text().splitlines()
-        if "-m pytest" in line and "'not browser'" in line
+        if "-m pytest" in line and "-p no:nbval" in line and "tests" in line.split()
     )
-    assert " ".join(flags).replace("not browser", "'not browser'") in unit_line, unit_line
+    marker = bench.UNIT_FLAGS[1]
+    assert " ".join(flags).replace(marker, f"'{marker}'") in unit_line, unit_line
 
 
 def test_a_suite_that_hangs_ends_the_benchmark_with_an_error(bench, monkeypatch, tmp_path):
