@@ -39,7 +39,8 @@ test: $(STAMP)
 ##   TensorFlow-only tests (tf.distribute) skip themselves there. torch is pinned because an
 ##   unpinned `pip install torch` pulls the multi-GB CUDA build on Linux.
 BACKENDS       ?= jax torch
-BACKEND_TESTS  ?= tests/test_losses.py tests/test_distiller.py tests/test_soft_targets.py \
+BACKEND_TESTS  ?= tests/test_losses.py tests/test_feature_losses.py tests/test_distiller.py \
+                  tests/test_distillation_losses.py tests/test_soft_targets.py \
                   tests/test_scaling.py
 BACKEND_WHEELS ?= jax torch==2.13.0
 BACKENDS_STAMP := $(VENV)/.backends-installed
