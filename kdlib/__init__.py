@@ -4,7 +4,8 @@ The core, one concept a module: :mod:`kdlib.losses` (softmax with temperature, e
 distillation loss), :mod:`kdlib.distiller` (the Keras ``Distiller``),
 :mod:`kdlib.distillation_losses` (its parts: logits, hints, attention, relations, DKD),
 :mod:`kdlib.soft_targets` (cached teacher logits), :mod:`kdlib.data` (MNIST),
-:mod:`kdlib.models` (teacher and student factories), :mod:`kdlib.stats` (paired t-test, confidence interval, McNemar),
+:mod:`kdlib.models` (teacher and student factories), :mod:`kdlib.stats` (paired t-test,
+confidence interval, McNemar),
 :mod:`kdlib.export` (LiteRT files), :mod:`kdlib.plotting`, :mod:`kdlib.widgets`,
 :mod:`kdlib.dark_knowledge`, :mod:`kdlib.check` (exercise self-checks),
 :mod:`kdlib.formatting` (``fmt``), :mod:`kdlib.io` (atomic files), :mod:`kdlib.config` (fast
