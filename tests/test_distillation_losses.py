@@ -200,3 +200,37 @@ def test_projector_trains_and_distiller_reloads(data, tmp_path):
     np.testing.assert_allclose(
         loaded.distillation_losses[0].projector.get_weights()[0], part.projector.get_weights()[0]
     )
+
+
+# ------------------------------------------- kdlib and keras.distillation vs one reference
+def logits_batch() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(3)
+    return rng.normal(0, 4, (16, 10)).astype("float32"), rng.normal(0, 4, (16, 10)).astype(
+        "float32"
+    )
+
+
+def test_kdlib_logits_distillation_matches_hinton_reference():
+    t, s = logits_batch()
+    reference = np_distillation(t, s, 3.0).mean()  # T^2 KL(softmax(t/T) || softmax(s/T))
+    part = LogitsDistillation(temperature=3.0)
+    value = np.mean(keras.ops.convert_to_numpy(part.compute({None: t}, {None: s}, None)))
+    np.testing.assert_allclose(value, reference, rtol=1e-5)
+
+
+def test_keras_distillation_logits_loss_against_the_same_reference():
+    """keras.distillation (Keras >= 3.12): right with a KLDivergence instance; its default
+    loss string skips the softmax and T^2, and is a different number."""
+    kd = pytest.importorskip("keras.distillation")
+    t, s = logits_batch()
+    reference = np_distillation(t, s, 3.0).mean()
+    with_instance = kd.LogitsDistillation(temperature=3.0, loss=keras.losses.KLDivergence())
+    value = float(keras.ops.convert_to_numpy(with_instance.compute_loss(t, s)))
+    np.testing.assert_allclose(value, reference, rtol=1e-4)
+    default = float(keras.ops.convert_to_numpy(kd.LogitsDistillation(3.0).compute_loss(t, s)))
+    # what the default computes: keras.losses.kl_divergence on the scaled logits themselves,
+    # clipped to [1e-7, 1], no softmax and no T^2
+    a, b = (np.clip(np.asarray(v, np.float64) / 3.0, 1e-7, 1.0) for v in (t, s))
+    no_softmax = np.mean(np.sum(a * np.log(a / b), axis=-1))
+    np.testing.assert_allclose(default, no_softmax, rtol=1e-4)
+    assert abs(default - reference) > 0.5 * reference
