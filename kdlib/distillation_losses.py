@@ -20,6 +20,7 @@ holds what it learns (a FitNets projector).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -148,10 +149,10 @@ class FeatureDistillation(DistillationPart):
         if self.projector is not None:
             s = self.projector(s)
         s = ops.cast(s, "float32")
-        t = ops.reshape(t, (ops.shape(t)[0], -1))
-        s = ops.reshape(s, (ops.shape(s)[0], -1))
+        size = math.prod(t.shape[1:])  # static: the batch axis alone is unknown
+        t, s = ops.reshape(t, (-1, size)), ops.reshape(s, (-1, size))
         if self.loss == "mse":
-            return ops.sum(ops.square(t - s), axis=-1) / t.shape[-1]
+            return ops.sum(ops.square(t - s), axis=-1) / size
         t_n = t / ops.maximum(ops.sqrt(ops.sum(t * t, axis=-1, keepdims=True)), 1e-12)
         s_n = s / ops.maximum(ops.sqrt(ops.sum(s * s, axis=-1, keepdims=True)), 1e-12)
         return 1.0 - ops.sum(t_n * s_n, axis=-1)

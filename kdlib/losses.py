@@ -317,7 +317,7 @@ def attention_map(features: Any, p: float = 2) -> Any:
             "maps are defined for convolutional feature maps (channels last)."
         )
     q = _mean(ops.power(ops.abs(a), p), axis=-1)
-    q = ops.reshape(q, (ops.shape(q)[0], -1))
+    q = ops.reshape(q, (-1, q.shape[1] * q.shape[2]))  # H, W static: a layer's output
     norm = ops.sqrt(ops.sum(q * q, axis=-1, keepdims=True))
     safe = ops.where(norm > 0, norm, ops.ones_like(norm))
     return q / safe
@@ -366,7 +366,7 @@ def _as_embeddings(x: Any, name: str) -> Any:
             f"{name} must have shape (batch, ...), got {tuple(x.shape)}; RKD compares the "
             "examples of a batch with each other."
         )
-    return ops.reshape(x, (ops.shape(x)[0], -1))
+    return ops.reshape(x, (-1, math.prod(x.shape[1:])))
 
 
 def _huber(x: Any, delta: float = 1.0) -> Any:
