@@ -40,7 +40,8 @@ test: $(STAMP)
 ##   TensorFlow-only tests (tf.distribute) skip themselves there. torch is pinned because an
 ##   unpinned `pip install torch` pulls the multi-GB CUDA build on Linux.
 BACKENDS       ?= jax torch
-BACKEND_TESTS  ?= tests/test_losses.py tests/test_distiller.py tests/test_soft_targets.py \
+BACKEND_TESTS  ?= tests/test_losses.py tests/test_feature_losses.py tests/test_distiller.py \
+                  tests/test_distillation_losses.py tests/test_soft_targets.py \
                   tests/test_scaling.py tests/test_sequence.py tests/test_autodiff.py \
                   tests/test_report_timing.py
 BACKEND_WHEELS ?= jax torch==2.13.0

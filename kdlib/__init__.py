@@ -1,9 +1,11 @@
 """kdlib: the knowledge-distillation course library.
 
 The core, one concept a module: :mod:`kdlib.losses` (softmax with temperature, entropy, KL,
-distillation loss), :mod:`kdlib.distiller` (the Keras ``Distiller``), :mod:`kdlib.soft_targets`
-(cached teacher logits), :mod:`kdlib.data` (MNIST), :mod:`kdlib.models` (teacher and student
-factories), :mod:`kdlib.stats` (paired t-test, confidence interval, McNemar),
+distillation loss), :mod:`kdlib.distiller` (the Keras ``Distiller``),
+:mod:`kdlib.distillation_losses` (its parts: logits, hints, attention, relations, DKD),
+:mod:`kdlib.soft_targets` (cached teacher logits), :mod:`kdlib.data` (MNIST),
+:mod:`kdlib.models` (teacher and student factories), :mod:`kdlib.stats` (paired t-test,
+confidence interval, McNemar),
 :mod:`kdlib.export` (LiteRT files), :mod:`kdlib.plotting`, :mod:`kdlib.widgets`,
 :mod:`kdlib.dark_knowledge`, :mod:`kdlib.check` (exercise self-checks),
 :mod:`kdlib.formatting` (``fmt``), :mod:`kdlib.io` (atomic files), :mod:`kdlib.config` (fast
@@ -48,6 +50,7 @@ PUBLIC_MODULES = (
     "config",
     "dark_knowledge",
     "data",
+    "distillation_losses",
     "distiller",
     "distribution",
     "experiment",
@@ -79,6 +82,11 @@ KERAS_CLASSES = {
     "kdlib>Distiller": "kdlib.distiller",
     "kdlib>FunctionLoss": "kdlib.distiller",
     "kdlib>DistillationLoss": "kdlib.losses",
+    "kdlib>LogitsDistillation": "kdlib.distillation_losses",
+    "kdlib>FeatureDistillation": "kdlib.distillation_losses",
+    "kdlib>AttentionTransfer": "kdlib.distillation_losses",
+    "kdlib>RelationalDistillation": "kdlib.distillation_losses",
+    "kdlib>DecoupledKD": "kdlib.distillation_losses",
     "kdlib>StackedDense": "kdlib.sweep.stacked",
     "kdlib>StackedStudents": "kdlib.sweep.stacked",
     "kdlib>SequenceDistiller": "kdlib.sequence",

@@ -29,6 +29,7 @@ import numpy as np
 from keras import ops
 
 from kdlib import validate
+from kdlib.distillation_losses import DistillationPart, FeatureModels
 from kdlib.losses import DistillationLoss
 
 __all__ = [
@@ -399,6 +400,13 @@ class Distiller(keras.Model):
         Both output logits (no final softmax) of the same shape. Keyword-only, so the two
         can never be swapped by position. The teacher is frozen (``trainable = False``) and
         always runs in inference mode.
+    distillation_losses : list of kdlib.distillation_losses parts, optional
+        What the student learns from the teacher (logits, hints, attention, relations,
+        decoupled KD): the total loss is ``alpha * student_loss + (1 - alpha) *
+        sum(w * part)``. Without it, the soft-target loss of :meth:`compile`
+        (``LogitsDistillation(temperature)``, the same loss and results).
+    distillation_loss_weights : list of float, optional
+        One weight ``w >= 0`` per part (default 1 each).
 
     Examples
     --------
@@ -408,7 +416,15 @@ class Distiller(keras.Model):
     >>> distiller.student.save("student.keras")  # loads without kdlib
     """
 
-    def __init__(self, *, teacher: keras.Model, student: keras.Model, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        teacher: keras.Model,
+        student: keras.Model,
+        distillation_losses: list[DistillationPart] | None = None,
+        distillation_loss_weights: list[float] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         check_compatible(teacher, student)
         teacher.trainable = False
@@ -418,6 +434,15 @@ class Distiller(keras.Model):
         teacher.predict_function = None
         self.teacher = teacher
         self.student = student
+        self._parts: FeatureModels | None = None
+        if distillation_losses is not None:
+            parts = [
+                keras.saving.deserialize_keras_object(p) if isinstance(p, dict) else p
+                for p in distillation_losses
+            ]
+            # built (names and shapes checked) now, before any training
+            self._parts = FeatureModels(teacher, student, parts, distillation_loss_weights)
+            self.distillation_losses = self._parts.parts  # tracked: projectors train
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
         self.alpha: float | None = None
@@ -470,6 +495,11 @@ class Distiller(keras.Model):
             student_loss_fn = keras.losses.SparseCategoricalCrossentropy(
                 from_logits=True, name="student_loss"
             )
+        if distillation_loss_fn is not None and self._parts is not None:
+            raise ValueError(
+                "This Distiller has distillation_losses; pass distillation_loss_fn only "
+                "without them (it replaces the default LogitsDistillation)."
+            )
         if distillation_loss_fn is None:
             distillation_loss_fn = DistillationLoss(temperature=self.temperature)
         self.student_loss_fn = as_loss(student_loss_fn, "student_loss_fn")
@@ -486,7 +516,8 @@ class Distiller(keras.Model):
             {
                 "optimizer": self.optimizer,
                 "student_loss_fn": self.student_loss_fn,
-                "distillation_loss_fn": self.distillation_loss_fn,
+                # unused (and refused) beside distillation_losses
+                "distillation_loss_fn": None if self._parts else self.distillation_loss_fn,
                 "alpha": self.alpha,
                 "temperature": self.temperature,
                 **self._compile_arguments,
@@ -505,6 +536,13 @@ class Distiller(keras.Model):
             teacher=keras.saving.serialize_keras_object(self.teacher),
             student=keras.saving.serialize_keras_object(self.student),
         )
+        if self._parts is not None:
+            config.update(
+                distillation_losses=[
+                    keras.saving.serialize_keras_object(p) for p in self._parts.parts
+                ],
+                distillation_loss_weights=self._parts.weights,
+            )
         return config
 
     @classmethod
@@ -557,7 +595,15 @@ class Distiller(keras.Model):
                     f"{TEACHER_LOGITS_KEY!r}, got keys {sorted(y)}; build them with "
                     "kdlib.soft_targets.cache_soft_targets()."
                 )
+            if self._parts is not None and self._parts.teacher_names:
+                raise ValueError(
+                    "Cached targets hold the teacher's logits only, but the distillation "
+                    f"losses read the teacher's layers {self._parts.teacher_names}; "
+                    "pass the labels as y so that the teacher runs on every batch."
+                )
             return y[LABELS_KEY], y[TEACHER_LOGITS_KEY]
+        if self._parts is not None and self._parts.teacher_model is not None:
+            return y, self._parts.teacher_model(x, training=False)  # logits and features
         return y, self.teacher(x, training=False)
 
     def compute_loss(
@@ -579,6 +625,14 @@ class Distiller(keras.Model):
             sample_weight = sample_weight.get(LABELS_KEY)
         if y_pred is None:
             y_pred = self(x, training=training)
+        student_outputs = y_pred
+        if self._parts is not None:
+            teacher_outputs = self._parts.outputs("teacher", teacher_logits)
+            teacher_logits = teacher_outputs[None]
+            if self._parts.student_model is not None:  # logits and features, in one pass
+                student_outputs = self._parts.student_model(x, training=training)
+            student_outputs = self._parts.outputs("student", student_outputs)
+            y_pred = student_outputs[None]
         # Softmax, cross-entropy and KL in float32, whatever the compute dtype.
         student_logits = ops.cast(y_pred, "float32")
         # cast first: it turns numpy (cached logits passed directly) into a backend tensor,
@@ -592,7 +646,18 @@ class Distiller(keras.Model):
         # Keras losses return the per-replica share of the global mean (divided by the
         # number of replicas), which is what gradients summed across replicas need.
         student_loss = self.student_loss_fn(labels, student_logits, sample_weight)
-        distill_loss = self.distillation_loss_fn(teacher_logits, student_logits, sample_weight)
+        if self._parts is None:
+            distill_loss = self.distillation_loss_fn(teacher_logits, student_logits, sample_weight)
+        else:
+            teacher_outputs = {
+                k: ops.stop_gradient(ops.convert_to_tensor(v)) for k, v in teacher_outputs.items()
+            }
+            teacher_outputs[None] = teacher_logits
+            student_outputs[None] = student_logits
+            distill_loss = self._parts.loss(
+                teacher_outputs, student_outputs, labels, sample_weight
+            )
+            distill_loss = distill_loss / _num_replicas_in_sync()  # a per-replica share
         total = self.alpha * student_loss + (1.0 - self.alpha) * distill_loss
         replicas = _num_replicas_in_sync()
         # The student's regularisers, as Keras adds them: summed, a per-replica share each.

@@ -23,6 +23,12 @@ __all__ = [
     "cross_entropy",
     "distillation_loss",
     "DistillationLoss",
+    "attention_map",
+    "attention_transfer_loss",
+    "rkd_distance_loss",
+    "rkd_angle_loss",
+    "decoupled_kd_terms",
+    "dkd_loss",
 ]
 
 _HALF = ("float16", "bfloat16")
@@ -273,3 +279,284 @@ class DistillationLoss(keras.losses.Loss):
         config = super().get_config()
         config["temperature"] = self.temperature
         return config
+
+
+# ------------------------------------------------------------- beyond the logits: features
+def attention_map(features: Any, p: float = 2) -> Any:
+    r"""Spatial attention map of Zagoruyko & Komodakis (2017), flattened and L2-normalised.
+
+    For a feature map :math:`A` of shape (batch, H, W, C) (channels last),
+
+    .. math:: Q = \frac{1}{C} \sum_{c=1}^{C} |A_c|^p, \qquad
+              \mathrm{attention\_map}(A) = \frac{\mathrm{vec}(Q)}{\lVert \mathrm{vec}(Q)
+              \rVert_2}
+
+    (the paper's :math:`F^p_{sum}`; the mean over channels instead of the sum, as in the
+    authors' code, changes nothing after the normalisation). Multiplying ``A`` by a positive
+    constant leaves the map unchanged.
+
+    Parameters
+    ----------
+    features : array-like, shape (batch, H, W, C) or (batch, H, W)
+        Activations of one convolutional layer (a rank-3 input is one channel).
+    p : float
+        Exponent > 0; the paper uses p = 2.
+
+    Returns
+    -------
+    Tensor of shape (batch, H * W) with unit L2 norm per example (all zeros for an
+    all-zero feature map).
+    """
+    if p <= 0:
+        raise ValueError(f"p must be > 0, got {p!r}; the paper uses p=2.")
+    a = _as_float(features)
+    if len(a.shape) == 3:
+        a = ops.expand_dims(a, -1)
+    if len(a.shape) != 4:
+        raise ValueError(
+            f"features must have shape (batch, H, W, C), got {tuple(a.shape)}; attention "
+            "maps are defined for convolutional feature maps (channels last)."
+        )
+    q = _mean(ops.power(ops.abs(a), p), axis=-1)
+    q = ops.reshape(q, (-1, q.shape[1] * q.shape[2]))  # H, W static: a layer's output
+    norm = ops.sqrt(ops.sum(q * q, axis=-1, keepdims=True))
+    safe = ops.where(norm > 0, norm, ops.ones_like(norm))
+    return q / safe
+
+
+def attention_transfer_loss(teacher_features: Any, student_features: Any, p: float = 2) -> Any:
+    r"""Per-example attention-transfer loss (Zagoruyko & Komodakis, 2017).
+
+    .. math:: L_{AT} = \frac{1}{HW} \sum_{i=1}^{HW}
+              \big(\mathrm{attention\_map}(S)_i - \mathrm{attention\_map}(T)_i\big)^2
+
+    the mean squared difference of the normalised maps, as in the authors' code (their eq. 2
+    writes the p-norm of the same difference, weighted by :math:`\beta/2`; the code's
+    squared mean is what their :math:`\beta = 1000` refers to). The two feature maps may
+    have different numbers of channels but need the same H and W. Zero when the maps agree,
+    and unchanged when either feature map is multiplied by a positive constant.
+
+    Returns
+    -------
+    Tensor of shape (batch,).
+    """
+    q_t = attention_map(teacher_features, p)
+    q_s = attention_map(student_features, p)
+    if tuple(q_t.shape)[1:] != tuple(q_s.shape)[1:]:
+        raise ValueError(
+            f"teacher and student feature maps must have the same spatial size H x W, got "
+            f"{tuple(ops.shape(teacher_features))} and {tuple(ops.shape(student_features))};"
+            " pick layers at the same resolution (channels may differ)."
+        )
+    if q_s.dtype != q_t.dtype:
+        q_s = ops.cast(q_s, q_t.dtype)
+    return _mean(ops.square(q_s - q_t), axis=-1)
+
+
+def _mean(x: Any, axis: int | None = None) -> Any:
+    """Mean as sum / count: ``ops.mean`` on PyTorch rounds float64 through float32."""
+    if axis is None:
+        return ops.sum(x) / ops.cast(ops.size(x), x.dtype)
+    return ops.sum(x, axis=axis) / x.shape[axis]
+
+
+def _as_embeddings(x: Any, name: str) -> Any:
+    x = _as_float(x)
+    if len(x.shape) < 2:
+        raise ValueError(
+            f"{name} must have shape (batch, ...), got {tuple(x.shape)}; RKD compares the "
+            "examples of a batch with each other."
+        )
+    return ops.reshape(x, (-1, math.prod(x.shape[1:])))
+
+
+def _huber(x: Any, delta: float = 1.0) -> Any:
+    """Huber loss (smooth L1) with threshold ``delta``, elementwise."""
+    a = ops.abs(x)
+    return ops.where(a < delta, 0.5 * x * x / delta, a - 0.5 * delta)
+
+
+def _safe_norm(diff: Any, keepdims: bool = False) -> Any:
+    """Euclidean norm over the last axis; 0 with a finite (zero) gradient where it is 0."""
+    d2 = ops.sum(diff * diff, axis=-1, keepdims=keepdims)
+    positive = d2 > 0
+    return ops.where(positive, ops.sqrt(ops.where(positive, d2, ops.ones_like(d2))), 0.0)
+
+
+def _pairwise_distances(e: Any) -> Any:
+    """(batch, batch) Euclidean distances, with a finite gradient on the diagonal."""
+    return _safe_norm(ops.expand_dims(e, 1) - ops.expand_dims(e, 0))
+
+
+def _normalised_distances(e: Any) -> Any:
+    d = _pairwise_distances(e)
+    n = ops.shape(e)[0]
+    off_diagonal = 1.0 - ops.eye(n, dtype=d.dtype)
+    mu = ops.sum(d * off_diagonal) / ops.maximum(ops.cast(n * (n - 1), d.dtype), 1.0)
+    return d / ops.where(mu > 0, mu, ops.ones_like(mu)), off_diagonal
+
+
+def rkd_distance_loss(teacher_embeddings: Any, student_embeddings: Any) -> Any:
+    r"""Distance-wise relational loss of RKD (Park et al., 2019).
+
+    .. math:: \psi_D(x_i, x_j) = \frac{\lVert x_i - x_j \rVert_2}{\mu}, \quad
+              \mu = \frac{1}{N(N-1)} \sum_{i \ne j} \lVert x_i - x_j \rVert_2, \qquad
+              L_D = \frac{1}{N(N-1)} \sum_{i \ne j}
+              \ell_1\big(\psi_D(t_i, t_j) - \psi_D(s_i, s_j)\big)
+
+    with :math:`\ell_1` the Huber loss (threshold 1). Teacher and student embeddings may
+    have different widths: only distances between examples are compared. Unchanged by
+    rotating, translating or uniformly scaling either set of embeddings.
+
+    Parameters
+    ----------
+    teacher_embeddings, student_embeddings : array-like, shape (batch, ...)
+        Flattened to (batch, features); the same batch of N >= 2 examples.
+
+    Returns
+    -------
+    Scalar tensor (the loss of the batch: it is not a sum of per-example terms).
+    """
+    t = _as_embeddings(teacher_embeddings, "teacher_embeddings")
+    s = _as_embeddings(student_embeddings, "student_embeddings")
+    if s.dtype != t.dtype:
+        s = ops.cast(s, t.dtype)
+    psi_t, off_diagonal = _normalised_distances(t)
+    psi_s, _ = _normalised_distances(s)
+    n = ops.shape(t)[0]
+    pairs = ops.maximum(ops.cast(n * (n - 1), t.dtype), 1.0)
+    return ops.sum(_huber(psi_s - psi_t) * off_diagonal) / pairs
+
+
+def _angles(e: Any) -> Any:
+    """cos of the angle at x_j between x_i and x_k, for every (i, j, k): shape (N, N, N)."""
+    diff = ops.expand_dims(e, 0) - ops.expand_dims(e, 1)  # [j, i] = x_i - x_j
+    norm = _safe_norm(diff, keepdims=True)
+    unit = diff / ops.where(norm > 0, norm, ops.ones_like(norm))  # zero vector for i = j
+    return ops.einsum("jid,jkd->ijk", unit, unit)
+
+
+def rkd_angle_loss(teacher_embeddings: Any, student_embeddings: Any) -> Any:
+    r"""Angle-wise relational loss of RKD (Park et al., 2019).
+
+    .. math:: \psi_A(x_i, x_j, x_k) = \cos \angle x_i x_j x_k = \langle e^{ij}, e^{kj}
+              \rangle, \quad e^{ij} = \frac{x_i - x_j}{\lVert x_i - x_j \rVert_2}, \qquad
+              L_A = \frac{1}{N^3} \sum_{i, j, k} \ell_1\big(\psi_A(t_i, t_j, t_k)
+              - \psi_A(s_i, s_j, s_k)\big)
+
+    with :math:`\ell_1` the Huber loss (threshold 1). As in the authors' code, the mean runs
+    over all :math:`N^3` triplets, and a degenerate one (i = j or k = j) has
+    :math:`e = 0` and cosine 0 for teacher and student alike. Unchanged by rotating,
+    translating or uniformly scaling either set of embeddings.
+
+    Returns
+    -------
+    Scalar tensor.
+    """
+    t = _as_embeddings(teacher_embeddings, "teacher_embeddings")
+    s = _as_embeddings(student_embeddings, "student_embeddings")
+    if s.dtype != t.dtype:
+        s = ops.cast(s, t.dtype)
+    return _mean(_huber(_angles(s) - _angles(t)))
+
+
+# ---------------------------------------------------------------- decoupled KD
+#: Stands in for log(0) of the masked class: exp() of it is exactly 0 in float32 and
+#: float64, and unlike -inf it leaves no 0 * inf in values or gradients.
+_MASKED = -1e9
+
+
+def _target_and_rest(logits: Any, one_hot: Any, temperature: float) -> tuple[Any, Any, Any]:
+    """log p_t, log(1 - p_t) and the log-softmax over the non-target classes, at T."""
+    log_p = ops.log_softmax(logits / temperature, axis=-1)
+    log_pt = ops.sum(one_hot * log_p, axis=-1)
+    masked = ops.where(one_hot > 0, _MASKED, log_p)
+    log_rest = ops.logsumexp(masked, axis=-1)  # log sum_{j != y} p_j, no 1 - p_t cancellation
+    log_hat = ops.log_softmax(masked, axis=-1)  # log p_j / (1 - p_t) for j != y
+    return log_pt, log_rest, log_hat
+
+
+def decoupled_kd_terms(
+    teacher_logits: Any, student_logits: Any, labels: Any, temperature: float
+) -> tuple[Any, Any]:
+    r"""Per-example target-class and non-target-class KD terms (Zhao et al., 2022).
+
+    At temperature :math:`T`, with :math:`p = \mathrm{softmax}(z/T)`, the true class
+    :math:`y`, the binary distribution :math:`b = (p_y, 1 - p_y)` and the distribution over
+    the other classes :math:`\hat p_j = p_j / (1 - p_y)` (:math:`j \ne y`),
+
+    .. math:: \mathrm{TCKD} = T^2 \, \mathrm{KL}(b^{\mathcal T} \,\|\, b^{\mathcal S}),
+              \qquad \mathrm{NCKD} = T^2 \, \mathrm{KL}(\hat p^{\mathcal T} \,\|\,
+              \hat p^{\mathcal S})
+
+    and Hinton's loss splits as (their eq. 4, here with the :math:`T^2` of
+    :func:`distillation_loss` on every term)
+
+    .. math:: T^2 \, \mathrm{KL}(p^{\mathcal T} \,\|\, p^{\mathcal S}) = \mathrm{TCKD}
+              + (1 - p^{\mathcal T}_y) \, \mathrm{NCKD}
+
+    where :math:`p^{\mathcal T}_y` is the *teacher's* probability of the true class at
+    temperature T: the more confident the teacher, the less NCKD counts in plain KD.
+
+    Parameters
+    ----------
+    teacher_logits, student_logits : array-like, shape (batch, num_classes)
+    labels : array-like of int, shape (batch,)
+        The true classes.
+    temperature : float
+        T > 0.
+
+    Returns
+    -------
+    (tckd, nckd): two tensors of shape (batch,).
+    """
+    t = validate.temperature(temperature)
+    z_t = _as_float(teacher_logits)
+    z_s = _as_float(student_logits)
+    _check_same_shape(z_t, z_s, "teacher_logits", "student_logits")
+    if z_s.dtype != z_t.dtype:
+        z_s = ops.cast(z_s, z_t.dtype)
+    labels = ops.convert_to_tensor(labels)
+    if len(labels.shape) != 1:
+        raise ValueError(
+            f"labels must be integer class indices of shape (batch,), got shape "
+            f"{tuple(labels.shape)}; for one-hot labels pass argmax(labels, axis=-1)."
+        )
+    one_hot = ops.one_hot(ops.cast(labels, "int32"), z_t.shape[-1], dtype=z_t.dtype)
+    log_pt_t, log_rest_t, log_hat_t = _target_and_rest(z_t, one_hot, t)
+    log_pt_s, log_rest_s, log_hat_s = _target_and_rest(z_s, one_hot, t)
+    pt_t, rest_t = ops.exp(log_pt_t), ops.exp(log_rest_t)
+    tckd = pt_t * (log_pt_t - log_pt_s) + rest_t * (log_rest_t - log_rest_s)
+    hat_t = ops.exp(log_hat_t)  # exactly 0 at the true class
+    nckd = ops.sum(ops.where(one_hot > 0, 0.0, hat_t * (log_hat_t - log_hat_s)), axis=-1)
+    return t * t * tckd, t * t * nckd
+
+
+def dkd_loss(
+    teacher_logits: Any,
+    student_logits: Any,
+    labels: Any,
+    alpha: float,
+    beta: float,
+    temperature: float,
+) -> Any:
+    r"""Per-example decoupled KD loss (Zhao et al., 2022).
+
+    .. math:: L_{DKD} = \alpha \, \mathrm{TCKD} + \beta \, \mathrm{NCKD}
+
+    with the terms of :func:`decoupled_kd_terms` (both carry :math:`T^2`). Plain KD is the
+    special case :math:`\alpha = 1`, :math:`\beta = 1 - p^{\mathcal T}_y` per example; DKD
+    frees :math:`\beta` (the paper uses :math:`\alpha = 1`, :math:`\beta = 8` on CIFAR-100).
+
+    Returns
+    -------
+    Tensor of shape (batch,).
+    """
+    for name, value in (("alpha", alpha), ("beta", beta)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            raise ValueError(
+                f"{name} must be a finite number >= 0, got {value!r}; the paper uses "
+                "alpha=1.0, beta=8.0."
+            )
+    tckd, nckd = decoupled_kd_terms(teacher_logits, student_logits, labels, temperature)
+    return alpha * tckd + beta * nckd
