@@ -173,13 +173,18 @@ def distillation_loss(teacher_logits: Any, student_logits: Any, temperature: flo
     -------
     Tensor of shape ``(batch,)`` (float32, or float64 for float64 input).
     """
-    t = validate.temperature(temperature)
+    return _distillation_loss(teacher_logits, student_logits, validate.temperature(temperature))
+
+
+def _distillation_loss(teacher_logits: Any, student_logits: Any, temperature: float) -> Any:
+    """:func:`distillation_loss` for a temperature already validated (by the caller's own
+    boundary, e.g. :class:`DistillationLoss` at construction): nothing checked per call."""
     teacher_logits = _as_float(teacher_logits)
     student_logits = _as_float(student_logits)
     _check_same_shape(teacher_logits, student_logits, "teacher_logits", "student_logits")
     if student_logits.dtype != teacher_logits.dtype:
         student_logits = ops.cast(student_logits, teacher_logits.dtype)
-    return _t2_kl_from_logits(teacher_logits, student_logits, t)
+    return _t2_kl_from_logits(teacher_logits, student_logits, temperature)
 
 
 #: Below |c| = 0.5, p (e^-c - 1 + c) comes from its Taylor series (the direct formula loses
@@ -273,7 +278,8 @@ class DistillationLoss(keras.losses.Loss):
         self.temperature = validate.temperature(temperature)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
-        return distillation_loss(y_true, y_pred, self.temperature)
+        # The temperature was validated once, in __init__: not again at every step.
+        return _distillation_loss(y_true, y_pred, self.temperature)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

@@ -183,6 +183,29 @@ def test_distillation_loss_object_reduces_and_serializes(logits):
     np.testing.assert_allclose(to_np(restored(t, s)), to_np(loss(t, s)), rtol=1e-6)
 
 
+def test_distillation_loss_object_validates_its_temperature_once(logits, monkeypatch):
+    """The temperature is checked where it enters (the constructor), not at every step."""
+    import kdlib.validate
+
+    calls = []
+    real = kdlib.validate.temperature
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(kdlib.validate, "temperature", counting)
+    t, s = logits
+    loss = DistillationLoss(temperature=4.0)
+    for _ in range(3):
+        np.testing.assert_allclose(
+            to_np(loss(t, s)), np_distillation(t, s, 4.0).mean(), rtol=2e-4
+        )
+    assert len(calls) == 1
+    with pytest.raises(ValueError, match="temperature"):
+        DistillationLoss(temperature=0.0)
+
+
 @pytest.mark.parametrize("temp", TEMPERATURES)
 def test_distillation_loss_keeps_float64_precision(temp):
     """float64 logits give the float64 formula to float64 precision, on every backend that
