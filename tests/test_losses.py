@@ -198,9 +198,7 @@ def test_distillation_loss_object_validates_its_temperature_once(logits, monkeyp
     t, s = logits
     loss = DistillationLoss(temperature=4.0)
     for _ in range(3):
-        np.testing.assert_allclose(
-            to_np(loss(t, s)), np_distillation(t, s, 4.0).mean(), rtol=2e-4
-        )
+        np.testing.assert_allclose(to_np(loss(t, s)), np_distillation(t, s, 4.0).mean(), rtol=2e-4)
     assert len(calls) == 1
     with pytest.raises(ValueError, match="temperature"):
         DistillationLoss(temperature=0.0)
