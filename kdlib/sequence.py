@@ -35,7 +35,7 @@ import numpy as np
 from keras import ops
 
 from kdlib import validate
-from kdlib.losses import distillation_loss
+from kdlib.losses import _as_float, distillation_loss
 
 __all__ = [
     "LOSSES",
@@ -48,20 +48,11 @@ __all__ = [
     "SequenceDistiller",
 ]
 
-#: The ``loss`` names :class:`SequenceDistiller` accepts.
-LOSSES = ("forward_kl", "reverse_kl", "jsd", "top_k")
-_HALF = ("float16", "bfloat16")
 #: Stands for log(0) where a finite number is needed (no inf - inf, no NaN gradient).
 _LOG_ZERO = -1e30
 
-
-def _as_float(x: Any) -> Any:
-    """A tensor; half precision and integers become float32, float64 stays float64."""
-    x = ops.convert_to_tensor(x)
-    dtype = keras.backend.standardize_dtype(x.dtype)
-    if dtype in _HALF or not dtype.startswith("float"):
-        x = ops.cast(x, "float32")
-    return x
+#: The ``loss`` names :class:`SequenceDistiller` accepts.
+LOSSES = ("forward_kl", "reverse_kl", "jsd", "top_k")
 
 
 def _pair(teacher_logits: Any, student_logits: Any) -> tuple[Any, Any]:
