@@ -188,6 +188,10 @@ def teacher_top_k(teacher_logits: Any, k: int) -> tuple[Any, Any]:
 
     What a top-k logit cache stores, ``k`` log-probabilities (normalised over the whole
     vocabulary) and ``k`` token ids per position; each of shape (batch, time, k).
+
+    Which of several *equal* logits is kept at the k-th place is the backend's choice
+    (TensorFlow and JAX keep the lower index, PyTorch may not), so a cache of a teacher with
+    exact ties can differ between backends; the KL over it is correct either way.
     """
     t = _as_float(teacher_logits)
     k = validate.positive_int(k, "k", 8)
