@@ -70,9 +70,11 @@ def _positive(value: Any, name: str, example: str) -> float:
 
 @keras.saving.register_keras_serializable(package="kdlib")
 class LogitsDistillation(DistillationPart):
-    r"""Hinton et al. (2015): :math:`T^2 \, \mathrm{KL}(\mathrm{softmax}(t/T) \,\|\,
-    \mathrm{softmax}(s/T))` on the logits, per example (:func:`kdlib.losses.
-    distillation_loss`; the softmax is always applied, there is no other form)."""
+    r"""Hinton's soft-target loss on the logits, one value per example.
+
+    :math:`T^2 \, \mathrm{KL}(\mathrm{softmax}(t/T) \,\|\, \mathrm{softmax}(s/T))` (Hinton et
+    al., 2015), computed by :func:`kdlib.losses.distillation_loss`; the softmax is always
+    applied, there is no other form."""
 
     def __init__(self, temperature: float = 3.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -128,7 +128,7 @@ def process_count() -> int:
 
 
 def process_index() -> int:
-    """This process's index in ``0 .. process_count() - 1`` (0 off JAX)."""
+    """This process's index, from 0 to ``process_count() - 1`` (0 off JAX)."""
     if keras.backend.backend() != "jax":
         return 0
     import jax

@@ -99,12 +99,12 @@ class HiddenMarkovLanguage:
     # ------------------------------------------------------------------ sizes
     @property
     def vocab_size(self) -> int:
-        """Number of token ids: ``PAD``, ``BOS``, ``EOS`` and the words."""
+        """The number of token ids (``PAD``, ``BOS``, ``EOS`` and the words)."""
         return _FIRST_WORD + self.emission.shape[1]
 
     @property
     def width(self) -> int:
-        """Length of a padded sentence: ``BOS``, ``max_words`` words, ``EOS``."""
+        """The length of a padded sentence (``BOS``, ``max_words`` words, ``EOS``)."""
         return self.max_words + 2
 
     # ------------------------------------------------------------------ exact probabilities

@@ -126,7 +126,7 @@ class SweepConfig:
 
 @dataclass
 class SweepResult:
-    """What :func:`run_sweep` measured; :meth:`to_json_dict` is the ``--json`` schema."""
+    """What :func:`run_sweep` measured; ``to_json_dict()`` is the ``--json`` schema."""
 
     config: SweepConfig
     records: list[dict[str, Any]]
