@@ -192,10 +192,13 @@ def run_worker(backend: str, fast: bool, out: Path) -> None:
         "timed_epochs": size["epochs"],
         "timings": {},
     }
+    from kdlib import io
+
     for name, policy, jit in configurations(backend, bool(gpus), fast or not gpus):
         result["timings"][name] = time_config(policy, jit, size)
-        out.write_text(json.dumps(result))  # what is done survives a stop at the time limit
-    out.write_text(json.dumps(result))
+        # What is done survives a stop at the time limit; atomic, so never half a file.
+        io.write_text(out, json.dumps(result))
+    io.write_text(out, json.dumps(result))
 
 
 def _version(backend: str) -> str:

@@ -287,7 +287,9 @@ def run_worker(args: argparse.Namespace) -> None:
         "tf-multi-worker-2-processes": worker_tf_multi_worker,
     }
     result = workers[case]()
-    Path(args.out).write_text(json.dumps({"backend": keras.backend.backend(), **result}))
+    from kdlib import io
+
+    io.write_text(args.out, json.dumps({"backend": keras.backend.backend(), **result}))
     sys.stdout.flush()
     # Skip the interpreter's teardown: JAX's distributed client and TensorFlow's collective
     # runtime can wait on the other processes while shutting down; the result is written.
