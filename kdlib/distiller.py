@@ -484,6 +484,10 @@ class Distiller(keras.Model):
         """
         self.alpha = validate.alpha(alpha)
         self.temperature = validate.temperature(temperature)
+        if getattr(self.teacher, "temperature_dependent", False):
+            # An arithmetic-mean kdlib.Ensemble outputs logits exact at one temperature:
+            # ours, so that the student learns the ensemble's exact mean prediction.
+            self.teacher.temperature = self.temperature
         if kwargs.get("loss") is not None:
             raise ValueError(
                 "Distiller.compile() takes student_loss_fn and distillation_loss_fn, not "
