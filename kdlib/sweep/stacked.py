@@ -26,7 +26,8 @@ over a variable that holds every student, and ``global_clipnorm``) is therefore 
 ``alpha = 1`` is training on the labels alone: a scratch baseline can share the stack.
 
 Limits: the students share every batch (one data order per fit; seeds differ in initial
-weights), learn from *cached* soft targets ``y = {"labels": ..., "teacher_logits": ...}``
+weights), learn from *cached* soft targets ``y = {"labels": ..., "teacher_logits": ...}`` (one
+teacher's ``(n, classes)``, or ``(n, num_students, classes)``: a teacher per student)
 (:func:`kdlib.soft_targets.cache_soft_targets`), and are MLPs (Flatten, ReLU hidden layers,
 logits) with the layout of :func:`kdlib.models.mlp`, so any one of them can be copied out
 as an ordinary Keras model (:meth:`StackedStudents.extract_student`).
@@ -214,7 +215,9 @@ class StackedStudents(keras.Model):
         """Each student's batch-mean loss, shape ``(num_students,)``, in float32.
 
         ``student_logits`` has shape ``(batch, num_students, classes)``; ``teacher_logits``
-        ``(batch, classes)``. The same formula as :class:`kdlib.Distiller`'s total loss.
+        ``(batch, classes)`` (one teacher for all) or ``(batch, num_students, classes)`` (a
+        teacher per student: e.g. ensembles of several sizes, or born-again generations).
+        The same formula as :class:`kdlib.Distiller`'s total loss.
         """
         s = ops.cast(student_logits, "float32")
         t = ops.stop_gradient(ops.cast(teacher_logits, "float32"))
@@ -229,7 +232,7 @@ class StackedStudents(keras.Model):
         # T_n^2 KL of every (example, student) pair: kdlib.losses' formula, each student at
         # its own temperature (shape (num_students, 1) broadcasts over the classes).
         temps = ops.convert_to_tensor(np.asarray(self.temperatures, "float32"))[:, None]
-        t_each = ops.broadcast_to(ops.expand_dims(t, 1), ops.shape(s))
+        t_each = t if len(t.shape) == 3 else ops.broadcast_to(ops.expand_dims(t, 1), ops.shape(s))
         soft = ops.mean(losses._t2_kl_from_logits(t_each, s, temps), axis=0)
         alphas = ops.convert_to_tensor(np.asarray(self.alphas, "float32"))
         return alphas * ce + (1.0 - alphas) * soft
@@ -251,6 +254,15 @@ class StackedStudents(keras.Model):
         """``keras.Model.fit``, after checking in-memory teacher logits: finite, and one
         per class of the students (a teacher of another class count would fail mid-fit)."""
         logits = y.get(TEACHER_LOGITS_KEY) if isinstance(y, dict) else None
+        if logits is not None and hasattr(logits, "shape") and len(logits.shape) == 3:
+            if int(logits.shape[1]) != self.num_students:
+                raise ValueError(
+                    f"teacher_logits has shape {tuple(logits.shape)}: a teacher per student "
+                    f"needs shape (n, {self.num_students}, classes), one column per student; "
+                    "or give (n, classes) for one teacher shared by all."
+                )
+            per_student = np.asarray(logits, dtype=np.float32)
+            logits = per_student.reshape(-1, per_student.shape[-1])
         if logits is not None and hasattr(logits, "shape") and len(logits.shape) == 2:
             classes = int(logits.shape[-1])
             if classes != self.num_classes:
