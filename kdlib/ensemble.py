@@ -143,9 +143,6 @@ class Ensemble(keras.Model):
     >>> distiller.compile(optimizer="adam", alpha=0.1, temperature=4.0)  # tempers the mean
     """
 
-    #: Read by :class:`kdlib.Distiller`: this teacher's logits depend on the temperature.
-    temperature_dependent = True
-
     def __init__(
         self,
         members: Sequence[keras.Model],
@@ -182,6 +179,12 @@ class Ensemble(keras.Model):
         self.members = list(members)
         self.mean = _check_mean(mean)
         self.temperature = float(validate.temperature(temperature))
+
+    @property
+    def temperature_dependent(self) -> bool:
+        """True for the arithmetic mean, whose logits are exact at :attr:`temperature` only
+        (read by :class:`kdlib.Distiller` and ``cache_soft_targets``)."""
+        return self.mean == "arithmetic"
 
     @property
     def num_members(self) -> int:

@@ -224,6 +224,7 @@ def cache_soft_targets(
     y: Any,
     batch_size: int = 1024,
     verbose: int | str = "auto",
+    temperature: float | None = None,
 ) -> dict[str, Any]:
     """Run the teacher once over ``x`` and return the targets for a cached-mode ``fit``.
 
@@ -243,6 +244,12 @@ def cache_soft_targets(
         Examples per teacher call; larger is faster as long as the activations fit.
     verbose : "auto", 0, 1 or 2
         Progress bar of the teacher pass, as in ``keras.Model.predict``.
+    temperature : float, optional
+        Required for a teacher whose soft targets are not the softmax of one logit vector
+        at every temperature: an arithmetic-mean :class:`kdlib.Ensemble`. The cache then
+        holds :math:`T \\log \\bar p_T` (float64 before the cast), whose softmax at this
+        ``T`` is the ensemble's exact mean; distil with the same temperature. Ignored (a
+        single model's logits are the same at every T) for any other teacher.
 
     Returns
     -------
@@ -285,7 +292,18 @@ def cache_soft_targets(
             f"x has {n} examples but y has {n_labels} labels; pass the labels that belong "
             "to x, in the same order."
         )
-    if distribution.is_multi_process():  # this process's rows only (see kdlib.distribution)
+    if getattr(teacher, "temperature_dependent", False):  # an arithmetic kdlib.Ensemble
+        if temperature is None:
+            raise ValueError(
+                f"{teacher.name!r} is an ensemble whose mean prediction at temperature T is "
+                "not the softmax of one logit vector, so its cache depends on T: pass the "
+                "Distiller's temperature, e.g. cache_soft_targets(ensemble, x, y, "
+                "temperature=4.0)."
+            )
+        t = validate.temperature(temperature)
+        p = teacher.soft_targets(x, t, batch_size=batch_size)  # float64, exact
+        logits = t * np.log(np.maximum(p, np.finfo(np.float64).tiny))
+    elif distribution.is_multi_process():  # this process's rows only (kdlib.distribution)
         logits = distribution.predict_local(teacher, x, batch_size=batch_size)
     else:
         logits = teacher.predict(x, batch_size=batch_size, verbose=verbose)
