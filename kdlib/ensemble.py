@@ -40,7 +40,7 @@ import numpy as np
 from keras import ops
 
 from kdlib import validate
-from kdlib.distiller import check_logits_model, check_single_logits_output
+from kdlib.distiller import _input_shapes, check_logits_model, check_single_logits_output
 
 __all__ = ["MEANS", "Ensemble", "combine_logits", "mean_probabilities"]
 
@@ -159,26 +159,53 @@ class Ensemble(keras.Model):
             )
         if len(members) == 0:
             raise ValueError("members is empty; give the trained models, e.g. [a, b, c].")
-        shapes = []
+        shapes, inputs = [], []
         for i, member in enumerate(members):
-            check_logits_model(member, f"ensemble member {i}")
-            shapes.append(check_single_logits_output(member, f"ensemble member {i}"))
+            role = f"members[{i}]"
+            check_logits_model(member, role)
+            shapes.append(check_single_logits_output(member, role))
+            inputs.append(_input_shapes(member))
         known = {s[1:] for s in shapes if s is not None}
         if len(known) > 1:
             raise ValueError(
-                f"the members' outputs differ in shape: {[s for s in shapes]}; every member "
-                "must give one logit per class for the same classes."
+                f"the members' outputs differ in shape: {shapes}; every member must give "
+                "one logit per class for the same classes."
             )
-        if len({id(m) for m in members}) != len(members):
+        known_inputs = {tuple(s[1:] for s in i) for i in inputs if i is not None}
+        if len(known_inputs) > 1:
             raise ValueError(
-                "the same model appears twice in members; an ensemble averages different "
-                "models (train each with its own seed)."
+                f"the members take different inputs: {inputs}; an ensemble runs every "
+                "member on the same batch, so they need the same input shape."
             )
+        for i, a in enumerate(members):
+            for j in range(i + 1, len(members)):
+                if a is members[j]:
+                    raise ValueError(
+                        f"members {i} and {j} are the same model ({a.name!r}); an ensemble "
+                        "averages different models: train each with its own seed."
+                    )
         for member in members:
             member.trainable = False
         self.members = list(members)
         self.mean = _check_mean(mean)
-        self.temperature = float(validate.temperature(temperature))
+        self.temperature = temperature
+        if all(m.built for m in self.members):  # nothing left to build: saves as it is
+            self.built = True
+
+    @property
+    def temperature(self) -> float:
+        """T > 0 at which :meth:`call`'s logits are exact (arithmetic mean; the geometric
+        mean's logits are exact at every T). Setting it drops the compiled predict
+        function, whose graph holds the previous value."""
+        return self._temperature
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        self._temperature = float(validate.temperature(value))
+        # A traced predict/evaluate function holds T as a constant: rebuild it on next use.
+        self.predict_function = None
+        self.test_function = None
+        self.train_function = None
 
     @property
     def temperature_dependent(self) -> bool:
