@@ -42,7 +42,7 @@ from keras import ops
 from kdlib import validate
 from kdlib.distiller import _input_shapes, check_logits_model, check_single_logits_output
 
-__all__ = ["MEANS", "Ensemble", "combine_logits", "mean_probabilities"]
+__all__ = ["MEANS", "Ensemble", "combine_logits", "mean_logits", "mean_probabilities"]
 
 #: The two ways of averaging the members (see the module docstring).
 MEANS = ("arithmetic", "geometric")
@@ -97,12 +97,7 @@ def mean_probabilities(
     numpy.ndarray of shape (..., classes), float64; every row sums to 1.
     """
     t = validate.temperature(temperature)
-    z = np.asarray(member_logits, dtype=np.float64)
-    if z.ndim < 2 or z.shape[-2] < 1:
-        raise ValueError(
-            f"member_logits has shape {z.shape}; it needs the members on axis -2 and the "
-            "classes on axis -1, e.g. (n, members, classes)."
-        )
+    z = _member_axis(member_logits)
     if _check_mean(mean) == "geometric":
         z = z.mean(axis=-2) / t
         z = z - z.max(axis=-1, keepdims=True)
@@ -113,6 +108,89 @@ def mean_probabilities(
     p = np.exp(z)
     p /= p.sum(axis=-1, keepdims=True)
     return p.mean(axis=-2)
+
+
+def mean_logits(
+    member_logits: np.ndarray, temperature: float, mean: str = "arithmetic"
+) -> np.ndarray:
+    r"""Logits whose softmax at ``temperature`` is the members' mean, in float64 NumPy.
+
+    What a cache of soft targets holds for an ensemble (the NumPy twin of
+    :func:`combine_logits`, computed in log space so that no probability underflows):
+
+    .. math:: \ell_T = T\Big(\operatorname{logsumexp}_m \log\mathrm{softmax}(z_m/T)
+              - \log M\Big) \ \text{(arithmetic)}, \qquad
+              \ell = \frac1M \sum_m z_m \ \text{(geometric, every T)}.
+
+    Parameters
+    ----------
+    member_logits : array of shape (..., members, classes)
+        The members' logits on axis -2, e.g. from :meth:`Ensemble.predict_member_logits`.
+    temperature : float
+        T > 0.
+    mean : {"arithmetic", "geometric"}
+
+    Returns
+    -------
+    numpy.ndarray of shape (..., classes), float64.
+    """
+    t = validate.temperature(temperature)
+    z = _member_axis(member_logits)
+    if _check_mean(mean) == "geometric":
+        return z.mean(axis=-2)
+    z = z / t
+    z_max = z.max(axis=-1, keepdims=True)
+    log_p = z - z_max - np.log(np.exp(z - z_max).sum(axis=-1, keepdims=True))
+    top = log_p.max(axis=-2)
+    log_mean = top + np.log(np.exp(log_p - top[..., None, :]).mean(axis=-2))
+    return t * log_mean
+
+
+def _member_axis(member_logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(member_logits, dtype=np.float64)
+    if z.ndim < 2 or z.shape[-2] < 1:
+        raise ValueError(
+            f"member_logits has shape {z.shape}; it needs the members on axis -2 and the "
+            "classes on axis -1, e.g. (n, members, classes)."
+        )
+    return z
+
+
+def _check_members(members: Any) -> list[keras.Model]:
+    """``members`` as a list, after the checks of :class:`Ensemble` (before any work)."""
+    if isinstance(members, keras.Model) or not isinstance(members, Sequence):
+        raise TypeError(
+            f"members must be a list of keras.Model, got {type(members).__name__}; e.g. "
+            "Ensemble([model_a, model_b, model_c])."
+        )
+    if len(members) == 0:
+        raise ValueError("members is empty; give the trained models, e.g. [a, b, c].")
+    shapes, inputs = [], []
+    for i, member in enumerate(members):
+        role = f"members[{i}]"
+        check_logits_model(member, role)
+        shapes.append(check_single_logits_output(member, role))
+        inputs.append(_input_shapes(member))
+    known = {s[1:] for s in shapes if s is not None}
+    if len(known) > 1:
+        raise ValueError(
+            f"the members' outputs differ in shape: {shapes}; every member must give "
+            "one logit per class for the same classes."
+        )
+    known_inputs = {tuple(s[1:] for s in i) for i in inputs if i is not None}
+    if len(known_inputs) > 1:
+        raise ValueError(
+            f"the members take different inputs: {inputs}; an ensemble runs every "
+            "member on the same batch, so they need the same input shape."
+        )
+    for i, a in enumerate(members):
+        for j in range(i + 1, len(members)):
+            if a is members[j]:
+                raise ValueError(
+                    f"members {i} and {j} are the same model ({a.name!r}); an ensemble "
+                    "averages different models: train each with its own seed."
+                )
+    return list(members)
 
 
 @keras.saving.register_keras_serializable(package="kdlib")
@@ -152,43 +230,12 @@ class Ensemble(keras.Model):
     ) -> None:
         kwargs.setdefault("name", "ensemble")
         super().__init__(**kwargs)
-        if isinstance(members, keras.Model) or not isinstance(members, Sequence):
-            raise TypeError(
-                f"members must be a list of keras.Model, got {type(members).__name__}; e.g. "
-                "Ensemble([model_a, model_b, model_c])."
-            )
-        if len(members) == 0:
-            raise ValueError("members is empty; give the trained models, e.g. [a, b, c].")
-        shapes, inputs = [], []
-        for i, member in enumerate(members):
-            role = f"members[{i}]"
-            check_logits_model(member, role)
-            shapes.append(check_single_logits_output(member, role))
-            inputs.append(_input_shapes(member))
-        known = {s[1:] for s in shapes if s is not None}
-        if len(known) > 1:
-            raise ValueError(
-                f"the members' outputs differ in shape: {shapes}; every member must give "
-                "one logit per class for the same classes."
-            )
-        known_inputs = {tuple(s[1:] for s in i) for i in inputs if i is not None}
-        if len(known_inputs) > 1:
-            raise ValueError(
-                f"the members take different inputs: {inputs}; an ensemble runs every "
-                "member on the same batch, so they need the same input shape."
-            )
-        for i, a in enumerate(members):
-            for j in range(i + 1, len(members)):
-                if a is members[j]:
-                    raise ValueError(
-                        f"members {i} and {j} are the same model ({a.name!r}); an ensemble "
-                        "averages different models: train each with its own seed."
-                    )
-        for member in members:
-            member.trainable = False
-        self.members = list(members)
         self.mean = _check_mean(mean)
         self.temperature = temperature
+        members = _check_members(members)
+        for member in members:
+            member.trainable = False
+        self.members = members
         if all(m.built for m in self.members):  # nothing left to build: saves as it is
             self.built = True
 

@@ -4,18 +4,23 @@ online and cached, and refuses bad members with messages that name the fix."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 import keras
 import numpy as np
 import pytest
+from helpers import small_fast_data
 from reference import np_distillation, np_mlp_forward, np_softmax
 
 import kdlib
 from kdlib import Distiller, Ensemble, models
-from kdlib.ensemble import combine_logits, mean_probabilities
+from kdlib import experiment as ex
+from kdlib.ensemble import combine_logits, mean_logits, mean_probabilities
 from kdlib.soft_targets import cache_soft_targets
+from kdlib.sweep import grid
+from kdlib.sweep.stacked import StackedStudents
 
 INPUT_SHAPE, CLASSES, N, MEMBERS = (6, 6), 10, 64, 3
 TEMPERATURES = (1.0, 4.0, 20.0)
@@ -125,9 +130,32 @@ def test_combine_logits_and_mean_probabilities(mean, temperature):
     )
 
 
+@pytest.mark.parametrize("temperature", TEMPERATURES)
+@pytest.mark.parametrize("mean", ["arithmetic", "geometric"])
+def test_mean_logits_softmax_is_the_mean(mean, temperature):
+    rng = np.random.default_rng(2)
+    z = rng.normal(scale=15.0, size=(20, 4, CLASSES))
+    logits = mean_logits(z, temperature, mean)
+    assert logits.dtype == np.float64 and logits.shape == (20, CLASSES)
+    np.testing.assert_allclose(
+        np_softmax(logits, temperature), reference_mean(z, temperature, mean), atol=1e-13
+    )
+
+
+def test_mean_logits_do_not_underflow():
+    """Two members, one class 2000 logits below the other: the arithmetic mean at T = 1 is
+    (1 - e/2, e/2) with e = exp(-2000), which float64 probabilities round to (1, 0); the
+    logit gap is -2000 - ln 2 exactly."""
+    z = np.array([[[0.0, -2000.0], [0.0, -2010.0]]])
+    logits = mean_logits(z, 1.0)
+    gap = logits[0, 1] - logits[0, 0]
+    np.testing.assert_allclose(gap, -2000.0 + np.log((1 + np.exp(-10.0)) / 2), rtol=1e-12)
+
+
 def test_mean_probabilities_refuses_a_shape_without_members():
-    with pytest.raises(ValueError, match=r"shape \(10,\).*\(n, members, classes\)"):
-        mean_probabilities(np.zeros(10), 1.0)
+    for function in (mean_probabilities, mean_logits):
+        with pytest.raises(ValueError, match=r"shape \(10,\).*\(n, members, classes\)"):
+            function(np.zeros(10), 1.0)
 
 
 def test_one_member_is_that_member(data):
@@ -154,15 +182,24 @@ def test_one_member_is_that_member(data):
         (
             lambda: [
                 member(0),
-                keras.Sequential([keras.Input(INPUT_SHAPE), keras.layers.Flatten(),
-                                  keras.layers.Dense(CLASSES, activation="softmax")]),
+                keras.Sequential(
+                    [
+                        keras.Input(INPUT_SHAPE),
+                        keras.layers.Flatten(),
+                        keras.layers.Dense(CLASSES, activation="softmax"),
+                    ]
+                ),
             ],
             ValueError,
             ["members[1]", "applies softmax", "Dense(10) instead of"],
         ),
         (
-            lambda: [member(0), keras.Sequential([keras.Input(INPUT_SHAPE),
-                                                  keras.layers.Flatten(), keras.layers.Dense(5)])],
+            lambda: [
+                member(0),
+                keras.Sequential(
+                    [keras.Input(INPUT_SHAPE), keras.layers.Flatten(), keras.layers.Dense(5)]
+                ),
+            ],
             ValueError,
             ["(None, 10)", "(None, 5)", "one logit per class"],
         ),
@@ -357,3 +394,87 @@ def test_ensemble_and_its_distiller_reload_after_plain_import_kdlib(members, dat
 def test_ensemble_is_public_and_registered():
     assert kdlib.Ensemble is Ensemble and "Ensemble" in kdlib.__all__
     assert keras.saving.get_registered_object("kdlib>Ensemble") is Ensemble
+
+
+# ------------------------------------------------------------------ the sweep
+def test_targets_per_student_are_exact_at_each_students_temperature(members, data):
+    x, y = data
+    temperatures, alphas = [1.0, 2.0, 20.0, 2.0, 4.0], [1.0, 0.0, 0.5, 0.9, 1.0]
+    targets = grid.teacher_targets_per_student(Ensemble(members), x, y, temperatures, alphas)
+    logits = targets["teacher_logits"]
+    assert logits.dtype == np.float32 and logits.shape == (N, 5, CLASSES)
+    assert targets["labels"] is y
+    z = reference_logits(members, x)
+    for n, (t, a) in enumerate(zip(temperatures, alphas)):
+        if a < 1.0:
+            np.testing.assert_allclose(
+                np_softmax(logits[:, n], t), reference_mean(z, t, "arithmetic"), atol=1e-6
+            )
+    # scratch students (alpha = 1) share the first distilled column
+    np.testing.assert_array_equal(logits[:, 0], logits[:, 1])
+    np.testing.assert_array_equal(logits[:, 4], logits[:, 1])
+    with pytest.raises(TypeError, match="cache_soft_targets"):
+        grid.teacher_targets_per_student(members[0], x, y, [2.0], [0.5])
+
+
+def scaled_teacher_mlp(seed: int) -> keras.Model:
+    """Hinton's 1200-1200 MLP teacher (recognised by the sweep as "mlp"), untrained, with
+    large logits."""
+    keras.utils.set_random_seed(seed)
+    model = ex.TEACHERS["mlp"]()
+    weights = model.get_weights()
+    weights[-2] = weights[-2] * LOGIT_SCALE
+    model.set_weights(weights)
+    return model
+
+
+def test_cli_sweep_loads_a_saved_ensemble_and_caches_each_temperature(tmp_path, monkeypatch):
+    """`kdlib sweep --load-teacher ensemble.keras`: every student learns the arithmetic mean
+    at its own temperature (the float64 reference on the images it trained on), and the
+    teacher is recorded as an ensemble."""
+    from kdlib import cli
+
+    small_fast_data(monkeypatch, tmp_path / "data")
+    monkeypatch.delenv("KDLIB_FAST", raising=False)
+    trio = [scaled_teacher_mlp(seed) for seed in range(MEMBERS)]
+    Ensemble(trio).save(tmp_path / "ensemble.keras")
+    seen = {}
+    original_fit = StackedStudents.fit
+
+    def recording_fit(self, x, y, *args, **kwargs):
+        seen.update(x=x, y=y, temperatures=self.temperatures, alphas=self.alphas)
+        return original_fit(self, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(StackedStudents, "fit", recording_fit)
+    argv = ["sweep", "--fast", "--epochs", "1", "--temperatures", "2", "8", "--alphas", "0"]
+    argv += ["0.5", "--seeds", "1", "--hidden", "8", "--load-teacher"]
+    argv += [str(tmp_path / "ensemble.keras"), "--json", str(tmp_path / "s.json")]
+    assert cli.main(argv) == 0
+    payload = json.loads((tmp_path / "s.json").read_text())
+    assert payload["teacher"]["name"] == "ensemble of 3 mlp (arithmetic)"
+    assert payload["teacher"]["trained_here"] is False
+    logits = seen["y"]["teacher_logits"]
+    assert logits.shape == (len(seen["x"]), 5, CLASSES)  # scratch + 2 T x 2 alpha
+    z = reference_logits(trio, seen["x"])
+    for n, (t, a) in enumerate(zip(seen["temperatures"], seen["alphas"])):
+        if a < 1.0:
+            np.testing.assert_allclose(
+                np_softmax(logits[:, n], t), reference_mean(z, t, "arithmetic"), atol=1e-6
+            )
+    # one cache would not do: the T = 2 column, softened to T = 8, is not the mean at T = 8
+    t2 = seen["temperatures"].index(2.0)
+    assert (
+        np.abs(np_softmax(logits[:, t2], 8.0) - reference_mean(z, 8.0, "arithmetic")).max() > 0.01
+    )
+
+
+@pytest.mark.parametrize(
+    ("mean", "expected"),
+    [
+        ("arithmetic", "ensemble of 2 mlp, 1 member_5 (arithmetic)"),
+        ("geometric", "ensemble of 2 mlp, 1 member_5 (geometric)"),
+    ],
+)
+def test_sweep_names_an_ensemble_teacher(mean, expected):
+    mixed = [ex.TEACHERS["mlp"](), ex.TEACHERS["mlp"](), models.mlp(hidden=(4,), name="member_5")]
+    assert grid._teacher_name(Ensemble(mixed, mean=mean)) == expected
