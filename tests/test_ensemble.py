@@ -478,3 +478,18 @@ def test_cli_sweep_loads_a_saved_ensemble_and_caches_each_temperature(tmp_path, 
 def test_sweep_names_an_ensemble_teacher(mean, expected):
     mixed = [ex.TEACHERS["mlp"](), ex.TEACHERS["mlp"](), models.mlp(hidden=(4,), name="member_5")]
     assert grid._teacher_name(Ensemble(mixed, mean=mean)) == expected
+
+
+def test_an_ensemble_on_every_shifted_view(members, data):
+    """view_logits of the members, then mean_logits: the cache of every view at T."""
+    from kdlib.shifts import shift_images, view_logits, views
+
+    x, _ = data
+    table = view_logits(Ensemble(members).predict_member_logits, x, max_shift=1, verbose=False)
+    assert table.shape == (N, 9, MEMBERS, CLASSES)
+    cache = mean_logits(table, 4.0, "arithmetic")
+    for k, shift in enumerate(views(1)):
+        expected = reference_mean(
+            reference_logits(members, shift_images(x, shift)), 4.0, "arithmetic"
+        )
+        np.testing.assert_allclose(np_softmax(cache[:, k], 4.0), expected, atol=1e-6)
