@@ -297,6 +297,7 @@ class Ensemble(keras.Model):
         Exact at every temperature for both means (computed from the members' logits with
         :func:`mean_probabilities`, whatever :attr:`temperature` is).
         """
+        temperature = validate.temperature(temperature)  # before the members run
         return mean_probabilities(
             self.predict_member_logits(x, batch_size=batch_size), temperature, self.mean
         )

@@ -267,6 +267,24 @@ def test_distiller_online_and_cached_match_the_reference(members, data, temperat
     np.testing.assert_allclose(cached["loss"], online["loss"], rtol=1e-5, atol=1e-6)
 
 
+def test_a_member_cannot_be_the_student(members):
+    """It would be frozen with the teacher, so it would not train."""
+    with pytest.raises(ValueError, match="shares"):
+        Distiller(teacher=Ensemble(members), student=members[0])
+
+
+def test_soft_targets_check_the_temperature_before_the_members_run(members, data):
+    x, _ = data
+    ensemble = Ensemble(members)
+
+    def no_predict(*args, **kwargs):
+        raise AssertionError("the members ran before the temperature was checked")
+
+    ensemble.predict_member_logits = no_predict
+    with pytest.raises(ValueError, match="temperature must be"):
+        ensemble.soft_targets(x, -4.0)
+
+
 def test_cache_of_an_arithmetic_ensemble_needs_the_temperature(members, data):
     x, y = data
     with pytest.raises(ValueError, match=r"temperature=4\.0"):
@@ -415,6 +433,10 @@ def test_targets_per_student_are_exact_at_each_students_temperature(members, dat
     np.testing.assert_array_equal(logits[:, 4], logits[:, 1])
     with pytest.raises(TypeError, match="cache_soft_targets"):
         grid.teacher_targets_per_student(members[0], x, y, [2.0], [0.5])
+    with pytest.raises(ValueError, match="temperatures must be"):
+        grid.teacher_targets_per_student(Ensemble(members), x, y, [0.0], [0.5])
+    with pytest.raises(ValueError, match="one temperature and one alpha per student"):
+        grid.teacher_targets_per_student(Ensemble(members), x, y, [2.0, 4.0], [0.5])
 
 
 def scaled_teacher_mlp(seed: int) -> keras.Model:

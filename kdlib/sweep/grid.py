@@ -343,6 +343,8 @@ def teacher_targets_per_student(
             f"give one temperature and one alpha per student, got {len(temperatures)} "
             f"temperatures and {len(alphas)} alphas."
         )
+    temperatures = [validate.temperature(t, "temperatures") for t in temperatures]
+    alphas = [validate.alpha(a, "alphas") for a in alphas]
     distilled = list(dict.fromkeys(t for t, a in zip(temperatures, alphas) if a < 1.0))
     needed = distilled or [temperatures[0]]
     z = teacher.predict_member_logits(x, batch_size=report.INFERENCE_BATCH_SIZE)
