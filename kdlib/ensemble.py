@@ -229,6 +229,9 @@ class Ensemble(keras.Model):
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("name", "ensemble")
+        # The mean is taken in float32 under any global policy (mixed precision included):
+        # each member computes in its own policy, and its logits are cast to float32.
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.mean = _check_mean(mean)
         self.temperature = temperature

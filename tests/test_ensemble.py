@@ -369,6 +369,24 @@ def test_mixed_precision_members_and_a_float32_mean(data):
 
 
 # ------------------------------------------------------------------ saving
+def test_float32_members_under_a_mixed_policy_see_float32_inputs(members, data):
+    """An Ensemble made under "mixed_float16" computes in float32 itself, so float32 members
+    are not fed images rounded to float16."""
+    x, _ = data
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        outputs = keras.ops.convert_to_numpy(Ensemble(members, temperature=4.0)(x))
+    finally:
+        keras.config.set_dtype_policy(previous)
+    np.testing.assert_allclose(
+        np_softmax(outputs, 4.0),
+        reference_mean(reference_logits(members, x), 4.0, "arithmetic"),
+        rtol=1e-4,
+        atol=1e-6,
+    )
+
+
 def test_ensemble_and_its_distiller_reload_after_plain_import_kdlib(members, data, tmp_path):
     """Saved with ``.keras``, reloaded in a new process after ``import kdlib`` only (no
     custom_objects): the same mean, temperature and outputs."""
