@@ -20,8 +20,9 @@ temperature. The arithmetic mean is not: at temperature ``T`` it equals the soft
 
 (since :math:`\mathrm{softmax}(\log q) = q` for a distribution :math:`q`), and
 :math:`\ell_T` changes with ``T``. :class:`Ensemble` therefore outputs the logits *at its
-temperature* (:attr:`Ensemble.temperature`): :class:`kdlib.Distiller` sets it to its own
-temperature when compiled, so the soft targets the student sees are the exact mean;
+temperature* (:attr:`Ensemble.temperature`): :class:`kdlib.Distiller` sets it when compiled
+to the temperature of its soft targets (``compile``'s, or that of its distillation parts),
+so the soft targets the student sees are the exact mean;
 ``cache_soft_targets`` needs ``temperature=`` for an arithmetic ensemble for the same reason.
 
 Everything is computed in float32 from the members' logits with ``keras.ops``
@@ -207,7 +208,8 @@ class Ensemble(keras.Model):
         How the members' predictions are averaged (see :mod:`kdlib.ensemble`).
     temperature : float
         T > 0 at which the output logits are exact for the arithmetic mean;
-        :class:`kdlib.Distiller` sets it to its own temperature at ``compile``.
+        :class:`kdlib.Distiller` sets it at ``compile`` to the temperature of its soft
+        targets.
 
     ``call`` returns logits of shape ``(batch, classes)`` whose softmax at
     :attr:`temperature` is the ensemble's mean prediction; use it like any teacher

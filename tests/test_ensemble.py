@@ -285,6 +285,33 @@ def test_soft_targets_check_the_temperature_before_the_members_run(members, data
         ensemble.soft_targets(x, -4.0)
 
 
+def test_distillation_parts_temper_the_ensemble_at_their_temperature(members, data):
+    """With ``distillation_losses`` the soft-target temperature is the part's, not
+    compile's (3.0 by default): the arithmetic mean must be exact at the part's."""
+    from kdlib.distillation_losses import DecoupledKD, LogitsDistillation
+
+    x, y = data
+    ensemble = Ensemble(members)
+    student = member(10, hidden=(8,), name="student")
+    distiller = Distiller(
+        teacher=ensemble,
+        student=student,
+        distillation_losses=[LogitsDistillation(temperature=20.0)],
+    )
+    distiller.compile(optimizer="sgd", alpha=0.3)
+    assert ensemble.temperature == 20.0
+    expected = reference_distillation(members, student, x, 20.0, "arithmetic")
+    online = distiller.evaluate(x, y, batch_size=N, return_dict=True, verbose=0)
+    np.testing.assert_allclose(online["distillation_loss"], expected, rtol=1e-4, atol=1e-6)
+    two = Distiller(
+        teacher=Ensemble(members),
+        student=member(11, hidden=(8,), name="student"),
+        distillation_losses=[LogitsDistillation(temperature=2.0), DecoupledKD(temperature=4.0)],
+    )
+    with pytest.raises(ValueError, match=r"\[2\.0, 4\.0\].*mean='geometric'"):
+        two.compile(optimizer="sgd")
+
+
 def test_cache_of_an_arithmetic_ensemble_needs_the_temperature(members, data):
     x, y = data
     with pytest.raises(ValueError, match=r"temperature=4\.0"):
