@@ -357,18 +357,23 @@ def _teacher_name(model: keras.Model) -> str:
     """What a given teacher is: the key of :data:`kdlib.experiment.TEACHERS` whose
     architecture (the shapes of every weight) it has, else its own Keras name; for a
     :class:`kdlib.Ensemble`, e.g. ``"ensemble of 3 cnn (arithmetic)"``."""
-    if isinstance(model, Ensemble):
-        counts: dict[str, int] = {}
-        for member in model.members:
-            name = _teacher_name(member)
-            counts[name] = counts.get(name, 0) + 1
-        kinds = ", ".join(f"{count} {name}" for name, count in counts.items())
-        return f"ensemble of {kinds} ({model.mean})"
-    shapes = [tuple(w.shape) for w in model.weights]
-    for name, build in experiment.TEACHERS.items():
-        if [tuple(w.shape) for w in build().weights] == shapes:
-            return name
-    return str(model.name)
+    known = {
+        name: [tuple(w.shape) for w in build().weights]
+        for name, build in experiment.TEACHERS.items()
+    }
+
+    def name_of(single: keras.Model) -> str:
+        shapes = [tuple(w.shape) for w in single.weights]
+        return next((name for name, s in known.items() if s == shapes), str(single.name))
+
+    if not isinstance(model, Ensemble):
+        return name_of(model)
+    counts: dict[str, int] = {}
+    for member in model.members:
+        name = name_of(member)
+        counts[name] = counts.get(name, 0) + 1
+    kinds = ", ".join(f"{count} {name}" for name, count in counts.items())
+    return f"ensemble of {kinds} ({model.mean})"
 
 
 def format_summary(result: SweepResult) -> str:
