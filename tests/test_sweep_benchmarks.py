@@ -82,8 +82,11 @@ def test_hinton_best_recipe_runs_and_reuses_its_teachers(learnable, monkeypatch,
     capsys.readouterr()
     args[args.index("--epochs") + 1] = "1"
     args[args.index("--select-epochs") + 1] = "0"
-    assert bench.main(args[:-2]) == 0
-    assert capsys.readouterr().out.count("reusing") == 2
+    assert bench.main([*args, "--student-seeds", "0", "1"]) == 0
+    assert capsys.readouterr().out.count("reusing") == 3  # two teachers, their view logits
+    seeds = json.loads((learnable / "best.json").read_text())["student_seeds"]
+    assert [s["seed"] for s in seeds] == [0, 1]
+    assert all(set(s) == {"seed", "scratch", "distilled"} for s in seeds)
 
 
 @pytest.mark.parametrize(
@@ -92,10 +95,11 @@ def test_hinton_best_recipe_runs_and_reuses_its_teachers(learnable, monkeypatch,
         ("--alphas", "1.5", "alpha"),
         ("--temperatures", "0", "temperatures"),
         ("--members", "0", "members"),
+        ("--student-seeds", "1 1", "twice"),
     ],
 )
 def test_hinton_refuses_bad_values_before_training(flag, value, message, monkeypatch, capsys):
     bench = load("hinton_mnist", monkeypatch)
     with pytest.raises(SystemExit):
-        bench.parse_args(["--fast", flag, value])
+        bench.parse_args(["--fast", flag, *value.split()])
     assert message in capsys.readouterr().err
