@@ -43,7 +43,7 @@ BACKENDS       ?= jax torch
 BACKEND_TESTS  ?= tests/test_losses.py tests/test_feature_losses.py tests/test_distiller.py \
                   tests/test_distillation_losses.py tests/test_soft_targets.py \
                   tests/test_scaling.py tests/test_sequence.py tests/test_autodiff.py \
-                  tests/test_report_timing.py
+                  tests/test_report_timing.py tests/test_ensemble.py tests/test_shifts.py
 BACKEND_WHEELS ?= jax torch==2.13.0
 BACKENDS_STAMP := $(VENV)/.backends-installed
 $(BACKENDS_STAMP): $(STAMP)

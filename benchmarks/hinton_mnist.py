@@ -97,6 +97,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fast", action="store_true", help="small run (same as KDLIB_FAST=1)")
     parser.add_argument("--json", metavar="PATH", help="write ours and the paper's as JSON")
     args = parser.parse_args(argv)
+    check_args(parser, args)
+    return args
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Defaults that depend on fast mode, and every value checked before any training."""
     from kdlib import config
 
     fast = True if args.fast else None
@@ -114,13 +120,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer")
     if args.select_epochs < 0:
         parser.error("--select-epochs must be 0 (no separate selection) or positive")
-    for t in args.temperatures:
-        if not (math.isfinite(t) and t > 0):
-            parser.error(f"--temperatures: {t} is not > 0; e.g. --temperatures 2 4 8")
-    for a in args.alphas:
-        if not 0 <= a <= 1:
-            parser.error(f"--alphas: {a} is not in [0, 1]; e.g. --alphas 0.1 0.5")
-    return args
+    from kdlib import validate
+
+    try:  # kdlib's own rules for T and alpha, with its messages
+        args.temperatures = [validate.temperature(t, "--temperatures") for t in args.temperatures]
+        args.alphas = [validate.alpha(a) for a in args.alphas]
+    except ValueError as error:
+        parser.error(str(error))
 
 
 def build_teacher(kind: str, seed: int) -> Any:
@@ -169,10 +175,10 @@ def trained_teachers(args: argparse.Namespace, splits: Any, batch: int) -> list[
     members = []
     n = len(splits.x_train)
     for seed in range(args.seed, args.seed + args.members):
-        size = "fast" if args.fast else "full"
+        # the settings that make a teacher: reused only by a run that would train the same
         path = (
             Path(args.work_dir)
-            / f"teacher_{args.teacher}_seed{seed}_{args.teacher_epochs}ep_{size}.keras"
+            / f"teacher_{args.teacher}_seed{seed}_{args.teacher_epochs}ep_{n}images.keras"
         )
         if path.is_file():
             print(f"teacher seed {seed}: reusing {path}", flush=True)
@@ -197,224 +203,263 @@ def trained_teachers(args: argparse.Namespace, splits: Any, batch: int) -> list[
     return members
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    import keras
-    import numpy as np
+class Recipe:
+    """One run: the splits, the teacher (one model or a kdlib.Ensemble) and 800-800 students
+    that all start from the same initial weights."""
 
-    from kdlib import Distiller, experiment, models
-    from kdlib.ensemble import Ensemble, mean_probabilities
-    from kdlib.io import write_json
-    from kdlib.shifts import ShiftedTransferSet, view_logits
-    from kdlib.sweep.grid import load_average
+    def __init__(self, args: argparse.Namespace, splits: Any, members: list[Any]) -> None:
+        import keras
 
-    loads = {"start": load_average()}
-    start = time.perf_counter()
-    config = experiment.ExperimentConfig.default(fast=args.fast, verbose=2)
-    splits = experiment.prepare_data(config)
-    n, batch = len(splits.x_train), 128
-    print(
-        f"{n:,} training, {len(splits.x_val):,} validation, {len(splits.y_test):,} test "
-        f"images; teacher {args.load_teacher or args.teacher} x {args.members}, transfer "
-        f"{args.transfer}, students {args.epochs} epochs; load average {loads['start']}",
-        flush=True,
-    )
-    ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    seconds: dict[str, float] = {}
+        from kdlib import models
+        from kdlib.ensemble import Ensemble
 
-    clock = time.perf_counter()
-    members = trained_teachers(args, splits, batch)
-    seconds["teachers"] = time.perf_counter() - clock
-    member_errors = [
-        {
-            "val_errors": errors(m, splits.x_val, splits.y_val),
-            "test_errors": errors(m, splits.x_test, splits.y_test),
-        }
-        for m in members
-    ]
-    teacher = members[0] if len(members) == 1 else Ensemble(members, mean=args.mean)
-    described = (
-        f"{len(members)} x {args.teacher} ({args.mean} mean)" if len(members) > 1 else args.teacher
-    )
-    described += ", loaded" if args.load_teacher else ", trained on 2-pixel shifts"
+        self.args, self.splits, self.members = args, splits, members
+        self.n, self.batch = len(splits.x_train), 128
+        self.teacher = members[0] if len(members) == 1 else Ensemble(members, mean=args.mean)
+        keras.utils.set_random_seed(args.seed + 1)
+        self.init = models.mlp(hidden=(800, 800), name="student").get_weights()
+        self.val_table: Any = None
+        self.train_table: Any = None
 
-    def member_logits(x: Any) -> Any:  # (n, members, classes)
+    def fresh_student(self) -> Any:
+        from kdlib import models
+
+        student = models.mlp(hidden=(800, 800), name="student")
+        student.set_weights(self.init)
+        return student
+
+    def train_scratch(self) -> Any:
+        """The 800-800 student on the labels alone: no shifts, no regularisation."""
+        import keras
+
+        scratch = self.fresh_student()
+        scratch.compile(
+            optimizer=cosine_adam(self.args.scratch_epochs, self.n, self.batch),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
+        keras.utils.set_random_seed(self.args.seed)
+        scratch.fit(
+            self.splits.x_train,
+            self.splits.y_train,
+            epochs=self.args.scratch_epochs,
+            batch_size=self.batch,
+            verbose=2,
+            validation_data=(self.splits.x_val, self.splits.y_val),
+        )
+        return scratch
+
+    def member_logits(self, x: Any) -> Any:
+        """Every member's logits on ``x``: (n, members, classes)."""
+        import numpy as np
+
         return np.stack(
-            [np.asarray(m.predict(x, batch_size=1000, verbose=0), np.float32) for m in members],
+            [
+                np.asarray(m.predict(x, batch_size=1000, verbose=0), np.float32)
+                for m in self.members
+            ],
             axis=1,
         )
 
-    def logits_at(table: Any, temperature: float) -> Any:
+    def cache_tables(self) -> None:
+        """The members' logits on the validation images and on the transfer set (all 25
+        shifted views with ``--transfer views``), once for every T."""
+        from kdlib.shifts import view_logits
+
+        self.val_table = self.member_logits(self.splits.x_val)
+        if self.args.transfer == "views":
+            self.train_table = view_logits(self.member_logits, self.splits.x_train)
+        elif self.args.transfer == "plain":
+            self.train_table = self.member_logits(self.splits.x_train)
+
+    def logits_at(self, table: Any, temperature: float) -> Any:
         """Logits whose softmax at T is the members' mean (exact for either mean)."""
-        p = mean_probabilities(table, temperature, args.mean)
-        return (temperature * np.log(np.maximum(p, 1e-300))).astype(np.float32)
+        from kdlib.ensemble import mean_logits
 
-    keras.utils.set_random_seed(args.seed + 1)
-    init = models.mlp(hidden=(800, 800), name="student").get_weights()
+        return mean_logits(table, temperature, self.args.mean).astype("float32")
 
-    def fresh_student() -> Any:
-        student = models.mlp(hidden=(800, 800), name="student")
-        student.set_weights(init)
-        return student
+    def distil(self, temperature: float, alpha: float, epochs: int) -> Any:
+        """A fresh student distilled at (T, alpha) for ``epochs`` on the chosen transfer set."""
+        import keras
 
-    clock = time.perf_counter()
-    scratch = fresh_student()
-    scratch.compile(
-        optimizer=cosine_adam(args.scratch_epochs, n, batch), loss=ce, metrics=["accuracy"]
-    )
-    keras.utils.set_random_seed(args.seed)
-    scratch.fit(
-        splits.x_train,
-        splits.y_train,
-        epochs=args.scratch_epochs,
-        batch_size=batch,
-        verbose=2,
-        validation_data=(splits.x_val, splits.y_val),
-    )
-    seconds["scratch"] = time.perf_counter() - clock
+        from kdlib import Distiller
+        from kdlib.shifts import ShiftedTransferSet
 
-    clock = time.perf_counter()
-    val_table = member_logits(splits.x_val)
-    if args.transfer == "views":
-        train_table = view_logits(member_logits, splits.x_train)  # (n, 25, members, classes)
-    elif args.transfer == "plain":
-        train_table = member_logits(splits.x_train)
-    seconds["soft_targets"] = time.perf_counter() - clock
-
-    def distil(temperature: float, alpha: float, epochs: int) -> Any:
-        student = fresh_student()
-        distiller = Distiller(teacher=teacher, student=student)
+        splits, student = self.splits, self.fresh_student()
+        distiller = Distiller(teacher=self.teacher, student=student)
         distiller.compile(
-            optimizer=cosine_adam(epochs, n, batch),
+            optimizer=cosine_adam(epochs, self.n, self.batch),
             metrics=["accuracy"],
             alpha=alpha,
             temperature=temperature,
         )
-        val = {"labels": splits.y_val, "teacher_logits": logits_at(val_table, temperature)}
-        keras.utils.set_random_seed(args.seed)
-        if args.transfer == "plain":
-            targets = {
-                "labels": splits.y_train,
-                "teacher_logits": logits_at(train_table, temperature),
-            }
-            distiller.fit(
-                splits.x_train,
-                targets,
-                epochs=epochs,
-                batch_size=batch,
-                verbose=2,
-                validation_data=(splits.x_val, val),
-            )
-        else:
-            data = ShiftedTransferSet(
-                splits.x_train,
-                splits.y_train,
-                None if args.transfer == "online" else logits_at(train_table, temperature),
-                batch_size=batch,
-                seed=args.seed,
-            )
-            distiller.fit(data, epochs=epochs, verbose=2, validation_data=(splits.x_val, val))
-        return student
-
-    selection = []
-    pairs = list(itertools.product(args.temperatures, args.alphas))
-    select_epochs = args.select_epochs or args.epochs
-    students: dict[tuple[float, float], Any] = {}
-    for temperature, alpha in pairs:
-        clock = time.perf_counter()
-        print(
-            f"selection: T = {temperature:g}, alpha = {alpha:g}, {select_epochs} epochs",
-            flush=True,
-        )
-        student = distil(temperature, alpha, select_epochs)
-        students[(temperature, alpha)] = student
-        selection.append(
+        val = (
+            splits.x_val,
             {
-                "temperature": temperature,
-                "alpha": alpha,
-                "epochs": select_epochs,
-                "val_errors": errors(student, splits.x_val, splits.y_val),
-                "seconds": time.perf_counter() - clock,
-            }
-        )
-    best = min(selection, key=lambda r: (r["val_errors"], r["temperature"], r["alpha"]))
-    best_t, best_alpha = best["temperature"], best["alpha"]
-    clock = time.perf_counter()
-    if select_epochs == args.epochs:
-        final = students[(best_t, best_alpha)]
-    else:
-        print(f"final: T = {best_t:g}, alpha = {best_alpha:g}, {args.epochs} epochs", flush=True)
-        final = distil(best_t, best_alpha, args.epochs)
-    seconds["final_student"] = time.perf_counter() - clock
-    seconds["selection"] = sum(r["seconds"] for r in selection)
-
-    if isinstance(teacher, Ensemble):  # its class is the argmax of the mean at T = 1
-        teacher.temperature = 1.0
-    # The test set, once: the teacher, the scratch student and the chosen student.
-    ours = {
-        "teacher": errors(teacher, splits.x_test, splits.y_test),
-        "scratch": errors(scratch, splits.x_test, splits.y_test),
-        "distilled": errors(final, splits.x_test, splits.y_test),
-    }
-    val_errors = {
-        "teacher": errors(teacher, splits.x_val, splits.y_val),
-        "scratch": errors(scratch, splits.x_val, splits.y_val),
-        "distilled": errors(final, splits.x_val, splits.y_val),
-    }
-    seconds["total"] = time.perf_counter() - start
-    loads["end"] = load_average()
-
-    print()
-    print(f"test errors on {len(splits.y_test):,} images   ours   paper")
-    for name, label in (
-        ("teacher", f"teacher ({described})"),
-        ("scratch", "800-800 from scratch"),
-        ("distilled", f"800-800 distilled, T = {best_t:g}, alpha = {best_alpha:g}"),
-    ):
-        print(f"{label:48s}{ours[name]:5d}{PAPER[name]:8d}")
-    if len(members) > 1:
-        print("members' test errors: " + ", ".join(str(m["test_errors"]) for m in member_errors))
-    if len(selection) > 1:
-        print(
-            "chosen on validation errors: "
-            + ", ".join(
-                f"T={r['temperature']:g}/a={r['alpha']:g}: {r['val_errors']}" for r in selection
-            )
-        )
-    print(f"{seconds['total']:.0f} s in all; load average {loads['start']} -> {loads['end']}")
-    if args.json:
-        write_json(
-            args.json,
-            {
-                "ours": ours,
-                "paper": PAPER,
-                "val_errors": val_errors,
-                "temperature": best_t,
-                "alpha": best_alpha,
-                "selection": selection,
-                "teacher": described,
-                "members": member_errors,
-                "mean": args.mean,
-                "transfer": args.transfer,
-                "epochs": args.epochs,
-                "scratch_epochs": args.scratch_epochs,
-                "select_epochs": select_epochs,
-                "teacher_epochs": None if args.load_teacher else args.teacher_epochs,
-                "test_images": len(splits.y_test),
-                "val_images": len(splits.y_val),
-                "train_images": n,
-                "seconds": seconds,
-                "load_average": loads,
-                "machine": {
-                    "platform": platform.platform(),
-                    "processor": platform.machine(),
-                    "cpus": os.cpu_count(),
-                    "keras_backend": keras.backend.backend(),
-                },
-                "command": "python benchmarks/hinton_mnist.py " + " ".join(argv or sys.argv[1:]),
-                "fast": args.fast,
+                "labels": splits.y_val,
+                "teacher_logits": self.logits_at(self.val_table, temperature),
             },
         )
+        keras.utils.set_random_seed(self.args.seed)
+        if self.args.transfer == "plain":
+            logits = self.logits_at(self.train_table, temperature)
+            distiller.fit(
+                splits.x_train,
+                {"labels": splits.y_train, "teacher_logits": logits},
+                epochs=epochs,
+                batch_size=self.batch,
+                verbose=2,
+                validation_data=val,
+            )
+            return student
+        logits = (
+            None if self.train_table is None else self.logits_at(self.train_table, temperature)
+        )
+        data = ShiftedTransferSet(
+            splits.x_train, splits.y_train, logits, batch_size=self.batch, seed=self.args.seed
+        )
+        distiller.fit(data, epochs=epochs, verbose=2, validation_data=val)
+        return student
+
+    def select_and_train(self) -> tuple[Any, list[dict[str, Any]], dict[str, Any]]:
+        """Every (T, alpha) for ``--select-epochs``; the fewest validation errors wins and
+        is trained for ``--epochs`` (reused when the two are equal)."""
+        args, splits = self.args, self.splits
+        select_epochs = args.select_epochs or args.epochs
+        selection, students = [], {}
+        for temperature, alpha in itertools.product(args.temperatures, args.alphas):
+            clock = time.perf_counter()
+            print(f"selection: T = {temperature:g}, alpha = {alpha:g}, {select_epochs} epochs")
+            students[(temperature, alpha)] = student = self.distil(
+                temperature, alpha, select_epochs
+            )
+            selection.append(
+                {
+                    "temperature": temperature,
+                    "alpha": alpha,
+                    "epochs": select_epochs,
+                    "val_errors": errors(student, splits.x_val, splits.y_val),
+                    "seconds": time.perf_counter() - clock,
+                }
+            )
+        best = min(selection, key=lambda r: (r["val_errors"], r["temperature"], r["alpha"]))
+        if select_epochs == args.epochs:
+            return students[(best["temperature"], best["alpha"])], selection, best
+        print(
+            f"final: T = {best['temperature']:g}, alpha = {best['alpha']:g}, {args.epochs} epochs"
+        )
+        return self.distil(best["temperature"], best["alpha"], args.epochs), selection, best
+
+
+def describe_teacher(args: argparse.Namespace, members: int) -> str:
+    described = f"{members} x {args.teacher} ({args.mean} mean)" if members > 1 else args.teacher
+    return described + (", loaded" if args.load_teacher else ", trained on 2-pixel shifts")
+
+
+def print_table(report: dict[str, Any]) -> None:
+    print(f"\ntest errors on {report['test_images']:,} images   ours   paper")
+    labels = {
+        "teacher": f"teacher ({report['teacher']})",
+        "scratch": "800-800 from scratch",
+        "distilled": f"800-800 distilled, T = {report['temperature']:g}, "
+        f"alpha = {report['alpha']:g}",
+    }
+    for name, label in labels.items():
+        print(f"{label:48s}{report['ours'][name]:5d}{PAPER[name]:8d}")
+    if len(report["members"]) > 1:
+        print(
+            "members' test errors: " + ", ".join(str(m["test_errors"]) for m in report["members"])
+        )
+    if len(report["selection"]) > 1:
+        choices = (
+            f"T={r['temperature']:g}/a={r['alpha']:g}: {r['val_errors']}"
+            for r in report["selection"]
+        )
+        print("chosen on validation errors: " + ", ".join(choices))
+    loads, total = report["load_average"], report["seconds"]["total"]
+    print(f"{total:.0f} s in all; load average {loads['start']} -> {loads['end']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import keras
+
+    from kdlib import experiment
+    from kdlib.ensemble import Ensemble
+    from kdlib.io import write_json
+    from kdlib.sweep.grid import load_average
+
+    loads = {"start": load_average()}
+    start = time.perf_counter()
+    splits = experiment.prepare_data(experiment.ExperimentConfig.default(fast=args.fast))
+    print(
+        f"{len(splits.x_train):,} training, {len(splits.x_val):,} validation, "
+        f"{len(splits.y_test):,} test images; teacher {args.load_teacher or args.teacher} x "
+        f"{args.members}, transfer {args.transfer}, students {args.epochs} epochs; load "
+        f"average {loads['start']}",
+        flush=True,
+    )
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+    members = trained_teachers(args, splits, 128)
+    seconds["teachers"] = time.perf_counter() - clock
+    recipe = Recipe(args, splits, members)
+    clock = time.perf_counter()
+    scratch = recipe.train_scratch()
+    seconds["scratch"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    recipe.cache_tables()
+    seconds["soft_targets"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    final, selection, best = recipe.select_and_train()
+    seconds["selection_and_final"] = time.perf_counter() - clock
+
+    teacher = recipe.teacher
+    if isinstance(teacher, Ensemble):  # its class is the argmax of the mean at T = 1
+        teacher.temperature = 1.0
+    models = {"teacher": teacher, "scratch": scratch, "distilled": final}
+    # The test set, once: the teacher, the scratch student and the chosen student.
+    ours = {k: errors(m, splits.x_test, splits.y_test) for k, m in models.items()}
+    seconds["total"] = time.perf_counter() - start
+    loads["end"] = load_average()
+    report = {
+        "ours": ours,
+        "paper": PAPER,
+        "val_errors": {k: errors(m, splits.x_val, splits.y_val) for k, m in models.items()},
+        "temperature": best["temperature"],
+        "alpha": best["alpha"],
+        "selection": selection,
+        "teacher": describe_teacher(args, len(members)),
+        "members": [
+            {
+                "val_errors": errors(m, splits.x_val, splits.y_val),
+                "test_errors": errors(m, splits.x_test, splits.y_test),
+            }
+            for m in members
+        ],
+        "mean": args.mean,
+        "transfer": args.transfer,
+        "epochs": args.epochs,
+        "scratch_epochs": args.scratch_epochs,
+        "select_epochs": args.select_epochs or args.epochs,
+        "teacher_epochs": None if args.load_teacher else args.teacher_epochs,
+        "test_images": len(splits.y_test),
+        "val_images": len(splits.y_val),
+        "train_images": len(splits.y_train),
+        "seconds": seconds,
+        "load_average": loads,
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.machine(),
+            "cpus": os.cpu_count(),
+            "keras_backend": keras.backend.backend(),
+        },
+        "command": "python benchmarks/hinton_mnist.py " + " ".join(argv or sys.argv[1:]),
+        "fast": args.fast,
+    }
+    print_table(report)
+    if args.json:
+        write_json(args.json, report)
         print(f"wrote {args.json}")
     return 0
 

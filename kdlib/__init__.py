@@ -3,7 +3,9 @@
 The core, one concept a module: :mod:`kdlib.losses` (softmax with temperature, entropy, KL,
 distillation loss), :mod:`kdlib.distiller` (the Keras ``Distiller``),
 :mod:`kdlib.distillation_losses` (its parts: logits, hints, attention, relations, DKD),
-:mod:`kdlib.soft_targets` (cached teacher logits), :mod:`kdlib.data` (MNIST),
+:mod:`kdlib.soft_targets` (cached teacher logits), :mod:`kdlib.ensemble` (``Ensemble``, a
+teacher made of several models), :mod:`kdlib.shifts` (whole-pixel shifted views and their
+transfer set), :mod:`kdlib.data` (MNIST),
 :mod:`kdlib.models` (teacher and student factories), :mod:`kdlib.stats` (paired t-test,
 confidence interval, McNemar),
 :mod:`kdlib.export` (LiteRT files), :mod:`kdlib.plotting`, :mod:`kdlib.widgets`,
@@ -37,6 +39,7 @@ _runtime.start_quietly()
 from kdlib import causal_transformer as _causal_transformer  # noqa: E402, F401
 from kdlib import sequence as _sequence  # noqa: E402, F401
 from kdlib.distiller import Distiller  # noqa: E402
+from kdlib.ensemble import Ensemble  # noqa: E402
 from kdlib.sweep import stacked as _stacked  # noqa: E402, F401
 
 __version__ = "0.3.0"
@@ -53,6 +56,7 @@ PUBLIC_MODULES = (
     "distillation_losses",
     "distiller",
     "distribution",
+    "ensemble",
     "experiment",
     "experiment.conclusions",
     "experiment.config",
@@ -66,6 +70,7 @@ PUBLIC_MODULES = (
     "plotting",
     "runtime",
     "sequence",
+    "shifts",
     "soft_targets",
     "stats",
     "sweep",
@@ -75,12 +80,13 @@ PUBLIC_MODULES = (
     "tiny_language",
     "widgets",
 )
-__all__ = ["Distiller", "__version__"]
+__all__ = ["Distiller", "Ensemble", "__version__"]
 
 #: Every class kdlib registers with Keras, by registered name: the module that defines it.
 KERAS_CLASSES = {
     "kdlib>Distiller": "kdlib.distiller",
     "kdlib>FunctionLoss": "kdlib.distiller",
+    "kdlib>Ensemble": "kdlib.ensemble",
     "kdlib>DistillationLoss": "kdlib.losses",
     "kdlib>LogitsDistillation": "kdlib.distillation_losses",
     "kdlib>FeatureDistillation": "kdlib.distillation_losses",

@@ -486,8 +486,8 @@ class Distiller(keras.Model):
         self.temperature = validate.temperature(temperature)
         if getattr(self.teacher, "temperature_dependent", False):
             # An arithmetic-mean kdlib.Ensemble outputs logits exact at one temperature:
-            # ours, so that the student learns the ensemble's exact mean prediction.
-            self.teacher.temperature = self.temperature
+            # the soft targets', so that the student learns the ensemble's exact mean.
+            self.teacher.temperature = self._soft_target_temperature()
         if kwargs.get("loss") is not None:
             raise ValueError(
                 "Distiller.compile() takes student_loss_fn and distillation_loss_fn, not "
@@ -511,6 +511,23 @@ class Distiller(keras.Model):
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
         # What get_compile_config saves: the arguments of this method, nothing of Keras' own.
         self._compile_arguments = {"metrics": metrics, **kwargs}
+
+    def _soft_target_temperature(self) -> float:
+        """The temperature the teacher's soft targets are taken at: that of the
+        ``distillation_losses`` parts that have one, else :meth:`compile`'s."""
+        if self._parts is None:
+            return float(self.temperature)
+        found = sorted(
+            {float(p.temperature) for p in self._parts.parts if hasattr(p, "temperature")}
+        )
+        if len(found) > 1:
+            raise ValueError(
+                f"The teacher {self.teacher.name!r} is an arithmetic-mean ensemble, whose "
+                "logits are exact at one temperature, but the distillation parts use "
+                f"temperatures {found}. Give them one temperature, or build the ensemble "
+                "with mean='geometric' (exact at every temperature)."
+            )
+        return found[0] if found else float(self.temperature)
 
     def get_compile_config(self) -> dict[str, Any]:
         """The arguments of :meth:`compile`, serialized (empty before compile)."""

@@ -20,8 +20,9 @@ temperature. The arithmetic mean is not: at temperature ``T`` it equals the soft
 
 (since :math:`\mathrm{softmax}(\log q) = q` for a distribution :math:`q`), and
 :math:`\ell_T` changes with ``T``. :class:`Ensemble` therefore outputs the logits *at its
-temperature* (:attr:`Ensemble.temperature`): :class:`kdlib.Distiller` sets it to its own
-temperature when compiled, so the soft targets the student sees are the exact mean;
+temperature* (:attr:`Ensemble.temperature`): :class:`kdlib.Distiller` sets it when compiled
+to the temperature of its soft targets (``compile``'s, or that of its distillation parts),
+so the soft targets the student sees are the exact mean;
 ``cache_soft_targets`` needs ``temperature=`` for an arithmetic ensemble for the same reason.
 
 Everything is computed in float32 from the members' logits with ``keras.ops``
@@ -40,9 +41,9 @@ import numpy as np
 from keras import ops
 
 from kdlib import validate
-from kdlib.distiller import check_logits_model, check_single_logits_output
+from kdlib.distiller import _input_shapes, check_logits_model, check_single_logits_output
 
-__all__ = ["MEANS", "Ensemble", "combine_logits", "mean_probabilities"]
+__all__ = ["MEANS", "Ensemble", "combine_logits", "mean_logits", "mean_probabilities"]
 
 #: The two ways of averaging the members (see the module docstring).
 MEANS = ("arithmetic", "geometric")
@@ -97,12 +98,7 @@ def mean_probabilities(
     numpy.ndarray of shape (..., classes), float64; every row sums to 1.
     """
     t = validate.temperature(temperature)
-    z = np.asarray(member_logits, dtype=np.float64)
-    if z.ndim < 2 or z.shape[-2] < 1:
-        raise ValueError(
-            f"member_logits has shape {z.shape}; it needs the members on axis -2 and the "
-            "classes on axis -1, e.g. (n, members, classes)."
-        )
+    z = _member_axis(member_logits)
     if _check_mean(mean) == "geometric":
         z = z.mean(axis=-2) / t
         z = z - z.max(axis=-1, keepdims=True)
@@ -113,6 +109,89 @@ def mean_probabilities(
     p = np.exp(z)
     p /= p.sum(axis=-1, keepdims=True)
     return p.mean(axis=-2)
+
+
+def mean_logits(
+    member_logits: np.ndarray, temperature: float, mean: str = "arithmetic"
+) -> np.ndarray:
+    r"""Logits whose softmax at ``temperature`` is the members' mean, in float64 NumPy.
+
+    What a cache of soft targets holds for an ensemble (the NumPy twin of
+    :func:`combine_logits`, computed in log space so that no probability underflows):
+
+    .. math:: \ell_T = T\Big(\operatorname{logsumexp}_m \log\mathrm{softmax}(z_m/T)
+              - \log M\Big) \ \text{(arithmetic)}, \qquad
+              \ell = \frac1M \sum_m z_m \ \text{(geometric, every T)}.
+
+    Parameters
+    ----------
+    member_logits : array of shape (..., members, classes)
+        The members' logits on axis -2, e.g. from :meth:`Ensemble.predict_member_logits`.
+    temperature : float
+        T > 0.
+    mean : {"arithmetic", "geometric"}
+
+    Returns
+    -------
+    numpy.ndarray of shape (..., classes), float64.
+    """
+    t = validate.temperature(temperature)
+    z = _member_axis(member_logits)
+    if _check_mean(mean) == "geometric":
+        return z.mean(axis=-2)
+    z = z / t
+    z_max = z.max(axis=-1, keepdims=True)
+    log_p = z - z_max - np.log(np.exp(z - z_max).sum(axis=-1, keepdims=True))
+    top = log_p.max(axis=-2)
+    log_mean = top + np.log(np.exp(log_p - top[..., None, :]).mean(axis=-2))
+    return t * log_mean
+
+
+def _member_axis(member_logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(member_logits, dtype=np.float64)
+    if z.ndim < 2 or z.shape[-2] < 1:
+        raise ValueError(
+            f"member_logits has shape {z.shape}; it needs the members on axis -2 and the "
+            "classes on axis -1, e.g. (n, members, classes)."
+        )
+    return z
+
+
+def _check_members(members: Any) -> list[keras.Model]:
+    """``members`` as a list, after the checks of :class:`Ensemble` (before any work)."""
+    if isinstance(members, keras.Model) or not isinstance(members, Sequence):
+        raise TypeError(
+            f"members must be a list of keras.Model, got {type(members).__name__}; e.g. "
+            "Ensemble([model_a, model_b, model_c])."
+        )
+    if len(members) == 0:
+        raise ValueError("members is empty; give the trained models, e.g. [a, b, c].")
+    shapes, inputs = [], []
+    for i, member in enumerate(members):
+        role = f"members[{i}]"
+        check_logits_model(member, role)
+        shapes.append(check_single_logits_output(member, role))
+        inputs.append(_input_shapes(member))
+    known = {s[1:] for s in shapes if s is not None}
+    if len(known) > 1:
+        raise ValueError(
+            f"the members' outputs differ in shape: {shapes}; every member must give "
+            "one logit per class for the same classes."
+        )
+    known_inputs = {tuple(s[1:] for s in i) for i in inputs if i is not None}
+    if len(known_inputs) > 1:
+        raise ValueError(
+            f"the members take different inputs: {inputs}; an ensemble runs every "
+            "member on the same batch, so they need the same input shape."
+        )
+    for i, a in enumerate(members):
+        for j in range(i + 1, len(members)):
+            if a is members[j]:
+                raise ValueError(
+                    f"members {i} and {j} are the same model ({a.name!r}); an ensemble "
+                    "averages different models: train each with its own seed."
+                )
+    return list(members)
 
 
 @keras.saving.register_keras_serializable(package="kdlib")
@@ -129,7 +208,8 @@ class Ensemble(keras.Model):
         How the members' predictions are averaged (see :mod:`kdlib.ensemble`).
     temperature : float
         T > 0 at which the output logits are exact for the arithmetic mean;
-        :class:`kdlib.Distiller` sets it to its own temperature at ``compile``.
+        :class:`kdlib.Distiller` sets it at ``compile`` to the temperature of its soft
+        targets.
 
     ``call`` returns logits of shape ``(batch, classes)`` whose softmax at
     :attr:`temperature` is the ensemble's mean prediction; use it like any teacher
@@ -151,34 +231,33 @@ class Ensemble(keras.Model):
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("name", "ensemble")
+        # The mean is taken in float32 under any global policy (mixed precision included):
+        # each member computes in its own policy, and its logits are cast to float32.
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        if isinstance(members, keras.Model) or not isinstance(members, Sequence):
-            raise TypeError(
-                f"members must be a list of keras.Model, got {type(members).__name__}; e.g. "
-                "Ensemble([model_a, model_b, model_c])."
-            )
-        if len(members) == 0:
-            raise ValueError("members is empty; give the trained models, e.g. [a, b, c].")
-        shapes = []
-        for i, member in enumerate(members):
-            check_logits_model(member, f"ensemble member {i}")
-            shapes.append(check_single_logits_output(member, f"ensemble member {i}"))
-        known = {s[1:] for s in shapes if s is not None}
-        if len(known) > 1:
-            raise ValueError(
-                f"the members' outputs differ in shape: {[s for s in shapes]}; every member "
-                "must give one logit per class for the same classes."
-            )
-        if len({id(m) for m in members}) != len(members):
-            raise ValueError(
-                "the same model appears twice in members; an ensemble averages different "
-                "models (train each with its own seed)."
-            )
+        self.mean = _check_mean(mean)
+        self.temperature = temperature
+        members = _check_members(members)
         for member in members:
             member.trainable = False
-        self.members = list(members)
-        self.mean = _check_mean(mean)
-        self.temperature = float(validate.temperature(temperature))
+        self.members = members
+        if all(m.built for m in self.members):  # nothing left to build: saves as it is
+            self.built = True
+
+    @property
+    def temperature(self) -> float:
+        """T > 0 at which :meth:`call`'s logits are exact (arithmetic mean; the geometric
+        mean's logits are exact at every T). Setting it drops the compiled predict
+        function, whose graph holds the previous value."""
+        return self._temperature
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        self._temperature = float(validate.temperature(value))
+        # A traced predict/evaluate function holds T as a constant: rebuild it on next use.
+        self.predict_function = None
+        self.test_function = None
+        self.train_function = None
 
     @property
     def temperature_dependent(self) -> bool:
@@ -223,6 +302,7 @@ class Ensemble(keras.Model):
         Exact at every temperature for both means (computed from the members' logits with
         :func:`mean_probabilities`, whatever :attr:`temperature` is).
         """
+        temperature = validate.temperature(temperature)  # before the members run
         return mean_probabilities(
             self.predict_member_logits(x, batch_size=batch_size), temperature, self.mean
         )

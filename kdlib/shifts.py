@@ -26,7 +26,7 @@ import keras
 import numpy as np
 
 from kdlib import validate
-from kdlib.distiller import LABELS_KEY, TEACHER_LOGITS_KEY
+from kdlib.distiller import LABELS_KEY, TEACHER_LOGITS_KEY, check_teacher_logits
 
 __all__ = ["ShiftedTransferSet", "shift_images", "views", "view_logits"]
 
@@ -48,17 +48,34 @@ def _padded(images: np.ndarray, m: int) -> np.ndarray:
     return np.pad(x, ((0, 0), (m, m), (m, m)))
 
 
+def _whole_pixels(shift: Any) -> np.ndarray:
+    raw = np.asarray(shift)
+    if raw.shape != (2,) and (raw.ndim != 2 or raw.shape[1:] != (2,)):
+        raise ValueError(
+            f"shift has shape {raw.shape} ({shift!r:.60}); give one (dy, dx), e.g. (1, -2), "
+            "or an array of shape (n, 2): one (dy, dx) per image."
+        )
+    if raw.size and not (
+        np.issubdtype(raw.dtype, np.integer)
+        or (np.issubdtype(raw.dtype, np.floating) and np.all(raw == np.round(raw)))
+    ):
+        raise ValueError(
+            f"shift must be whole pixels (integers), got {shift!r:.60}; e.g. (1, -2)."
+        )
+    return raw.astype(np.int64)
+
+
 def shift_images(images: np.ndarray, shift: tuple[int, int] | np.ndarray) -> np.ndarray:
     """``images`` (n, h, w) moved by ``shift = (dy, dx)`` whole pixels, zeros filling in.
 
     ``shift`` may also be an int array of shape (n, 2): one shift per image.
     """
-    s = np.asarray(shift, dtype=np.int64)
+    s = _whole_pixels(shift)
     per_image = s.ndim == 2
     s = s.reshape(-1, 2)
     m = int(np.abs(s).max()) if s.size else 0
     x = _padded(images, m)
-    n, h, w = len(images), x.shape[1] - 2 * m, x.shape[2] - 2 * m
+    n, h, w = len(x), x.shape[1] - 2 * m, x.shape[2] - 2 * m
     if per_image and len(s) != n:
         raise ValueError(f"got {len(s)} shifts for {n} images; give one (dy, dx) per image.")
     dy = np.broadcast_to(s[:, 0], (n,))
@@ -85,7 +102,13 @@ def view_logits(
     bar = keras.utils.Progbar(len(shifts), unit_name="view") if verbose else None
     out = []
     for k, shift in enumerate(shifts):
-        out.append(np.asarray(predict(shift_images(images, shift)), dtype=np.float32))
+        outputs = np.asarray(predict(shift_images(images, shift)), dtype=np.float32)
+        if outputs.ndim < 1 or len(outputs) != len(images):
+            raise ValueError(
+                f"predict returned shape {outputs.shape} for {len(images)} images; it must "
+                "return one row per image, e.g. lambda x: teacher.predict(x, verbose=0)."
+            )
+        out.append(outputs)
         if bar is not None:
             bar.update(k + 1)
     return np.stack(out, axis=1)
@@ -110,7 +133,9 @@ class ShiftedTransferSet(keras.utils.PyDataset):
     max_shift : int
         Largest shift in pixels (2: 25 views).
     seed : int
-        Seed of the order and the views; epoch ``e`` uses ``seed + e``.
+        Seed of the order and the views: after ``e`` calls of :meth:`on_epoch_end` (Keras
+        calls it after every epoch, and once before the first, after reading a batch to
+        learn the shapes) they are drawn from ``numpy.random.default_rng([seed, e])``.
     """
 
     def __init__(
@@ -140,6 +165,9 @@ class ShiftedTransferSet(keras.utils.PyDataset):
                     "(kdlib.shifts.view_logits) for max_shift="
                     f"{self.max_shift}."
                 )
+            check_teacher_logits(
+                t.reshape(-1, t.shape[-1]), n * len(self.shifts), "ShiftedTransferSet"
+            )
             teacher_logits = t
         self.teacher_logits = teacher_logits
         self.batch_size = validate.positive_int(batch_size, "batch_size", example=128)
@@ -158,8 +186,8 @@ class ShiftedTransferSet(keras.utils.PyDataset):
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         view = self.view[rows]
-        m, (h, w) = self.max_shift, (self.images.shape[1] - 2 * self.max_shift,) * 2
-        w = self.images.shape[2] - 2 * m
+        m = self.max_shift
+        h, w = self.images.shape[1] - 2 * m, self.images.shape[2] - 2 * m
         dy, dx = self.shifts[view, 0], self.shifts[view, 1]
         r = (m - dy)[:, None, None] + np.arange(h)[None, :, None]
         c = (m - dx)[:, None, None] + np.arange(w)[None, None, :]

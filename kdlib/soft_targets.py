@@ -48,6 +48,7 @@ from kdlib.distiller import (
     check_teacher_logits,
     is_tf_dataset,
 )
+from kdlib.ensemble import mean_logits
 
 __all__ = [
     "cache_size_bytes",
@@ -300,9 +301,8 @@ def cache_soft_targets(
                 "Distiller's temperature, e.g. cache_soft_targets(ensemble, x, y, "
                 "temperature=4.0)."
             )
-        t = validate.temperature(temperature)
-        p = teacher.soft_targets(x, t, batch_size=batch_size)  # float64, exact
-        logits = t * np.log(np.maximum(p, np.finfo(np.float64).tiny))
+        members = teacher.predict_member_logits(x, batch_size=batch_size)
+        logits = mean_logits(members, validate.temperature(temperature), teacher.mean)
     elif distribution.is_multi_process():  # this process's rows only (kdlib.distribution)
         logits = distribution.predict_local(teacher, x, batch_size=batch_size)
     else:

@@ -196,3 +196,63 @@ def test_fit_refuses_teacher_logits_with_another_class_count(data):
     with pytest.raises(ValueError, match=r"5 classes.*10") as info:
         stack.fit(x, five, epochs=1, verbose=0)
     assert "Dimensions must be equal" not in str(info.value)
+
+
+# ------------------------------------------------------------- a teacher per student
+def per_student_targets(targets, num_students: int) -> dict:
+    """Every student its own teacher: (n, students, classes), each column different."""
+    rng = np.random.default_rng(3)
+    n, k = targets[TEACHER_LOGITS_KEY].shape
+    logits = (6.0 * rng.normal(size=(n, num_students, k))).astype("float32")
+    return {LABELS_KEY: targets[LABELS_KEY], TEACHER_LOGITS_KEY: logits}
+
+
+def test_a_teacher_per_student_gives_each_student_its_own_column(data):
+    x, shared = data
+    targets = per_student_targets(shared, len(SETTINGS))
+    labels, teachers = targets[LABELS_KEY], targets[TEACHER_LOGITS_KEY]
+    stack = stack_of([student(i) for i in range(len(SETTINGS))])
+    logits = keras.ops.convert_to_numpy(stack(x))
+    losses = keras.ops.convert_to_numpy(stack.student_losses(labels, teachers, logits))
+    expected = [
+        np_total_loss(labels, teachers[:, i], logits[:, i], a, t)
+        for i, (t, a) in enumerate(SETTINGS)
+    ]
+    np.testing.assert_allclose(losses, expected, rtol=1e-5)
+    # the check can fail: a distilled student's loss with column 0 instead of its own differs
+    wrong = np_total_loss(labels, teachers[:, 0], logits[:, 1], SETTINGS[1][1], SETTINGS[1][0])
+    assert abs(wrong - expected[1]) > 0.1
+    np.testing.assert_allclose(
+        float(stack.compute_loss(x, targets, logits)), sum(expected), rtol=1e-5
+    )
+    stack.compile(optimizer=keras.optimizers.SGD(0.1))
+    history = stack.fit(x, targets, batch_size=32, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+@pytest.mark.parametrize(
+    ("shape", "fragments"),
+    [
+        ((96, 3, 10), ["(96, 3, 10)", "(n, 4, classes)", "(n, classes)"]),
+        ((96, 4, 5), ["5 classes", "10"]),
+    ],
+)
+def test_per_student_teacher_logits_of_a_wrong_shape_are_refused(data, shape, fragments):
+    x, targets = data
+    stack = stack_of([student(i) for i in range(len(SETTINGS))])
+    stack.compile(optimizer="adam")
+    bad = {**targets, TEACHER_LOGITS_KEY: np.zeros(shape, "float32")}
+    with pytest.raises(ValueError) as info:
+        stack.fit(x, bad, epochs=1, verbose=0)
+    for fragment in fragments:
+        assert fragment in str(info.value)
+
+
+def test_non_finite_per_student_teacher_logits_are_refused(data):
+    x, targets = data
+    per = per_student_targets(targets, len(SETTINGS))
+    per[TEACHER_LOGITS_KEY][7, 2, 1] = np.nan
+    stack = stack_of([student(i) for i in range(len(SETTINGS))])
+    stack.compile(optimizer="adam")
+    with pytest.raises(ValueError, match="not finite"):
+        stack.fit(x, per, epochs=1, verbose=0)

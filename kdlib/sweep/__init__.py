@@ -16,7 +16,14 @@ from typing import Any
 
 from kdlib._deprecated import forward
 
-__all__ = ["FULL_GRID", "SweepConfig", "SweepResult", "load_json", "run_sweep"]
+__all__ = [
+    "FULL_GRID",
+    "SweepConfig",
+    "SweepResult",
+    "load_json",
+    "run_sweep",
+    "teacher_targets_per_student",
+]
 
 # kdlib 0.2.0's ``kdlib.sweep`` module also held these; they go in 0.4.0.
 _moved = forward(__name__, dict.fromkeys(["FAST_GRID", "format_summary"], "kdlib.sweep.grid"))

@@ -2,7 +2,9 @@
 
 :func:`run_sweep` prepares MNIST and trains the teacher with :mod:`kdlib.experiment`
 (``prepare_data``, ``train_teacher``), caches the teacher's logits once
-(:func:`kdlib.soft_targets.cache_soft_targets`), then trains every student of the grid, plus
+(:func:`kdlib.soft_targets.cache_soft_targets`; for an arithmetic-mean
+:class:`kdlib.Ensemble`, whose soft targets are not the softmax of one logit vector, once per
+temperature: :func:`teacher_targets_per_student`), then trains every student of the grid, plus
 a scratch baseline (``alpha = 1``: labels only) per seed, as one
 :class:`kdlib.sweep.stacked.StackedStudents` model: the gradients are exactly those of separate
 trainings, in a fraction of the time. All students of one seed start from the same initial
@@ -32,6 +34,8 @@ import numpy as np
 
 from kdlib import config as kdconfig
 from kdlib import experiment, models, validate
+from kdlib.distiller import LABELS_KEY, TEACHER_LOGITS_KEY
+from kdlib.ensemble import Ensemble, mean_logits
 from kdlib.experiment import report
 from kdlib.soft_targets import cache_soft_targets
 from kdlib.sweep.stacked import StackedStudents
@@ -44,6 +48,7 @@ __all__ = [
     "run_sweep",
     "format_summary",
     "load_json",
+    "teacher_targets_per_student",
 ]
 
 FULL_GRID: dict[str, Any] = {
@@ -222,14 +227,26 @@ def run_sweep(
     if teacher is None:
         teacher, _ = experiment.train_teacher(ex, splits)
     teacher_seconds = time.perf_counter() - start
-    targets = cache_soft_targets(
-        teacher, splits.x_train, splits.y_train, batch_size=report.INFERENCE_BATCH_SIZE, verbose=0
-    )
-
     seeds = ex.seed_list()
     settings = [(1.0, 1.0, s) for s in seeds] + [
         (t, a, s) for s in seeds for t, a in config.cells()
     ]
+    if isinstance(teacher, Ensemble) and teacher.temperature_dependent:  # arithmetic mean
+        targets = teacher_targets_per_student(
+            teacher,
+            splits.x_train,
+            splits.y_train,
+            [t for t, _, _ in settings],
+            [a for _, a, _ in settings],
+        )
+    else:  # one set of logits, exact at every temperature
+        targets = cache_soft_targets(
+            teacher,
+            splits.x_train,
+            splits.y_train,
+            batch_size=report.INFERENCE_BATCH_SIZE,
+            verbose=0,
+        )
     stack = StackedStudents(
         [t for t, _, _ in settings], [a for _, a, _ in settings], hidden=config.hidden
     )
@@ -264,7 +281,11 @@ def run_sweep(
         {k: r[k] for k in ("seed", "val_accuracy", "test_accuracy", "test_errors")}
         for r in rows[: len(seeds)]
     ]
-    teacher_test = float(np.mean(report.predict_classes(teacher, splits.x_test) == splits.y_test))
+    if isinstance(teacher, Ensemble):  # the mean prediction at T = 1, whatever its temperature
+        predicted = np.argmax(teacher.soft_targets(splits.x_test, 1.0), axis=-1)
+    else:
+        predicted = report.predict_classes(teacher, splits.x_test)
+    teacher_test = float(np.mean(predicted == splits.y_test))
     loads["end"] = load_average()
     return SweepResult(
         config=config,
@@ -288,14 +309,71 @@ def run_sweep(
     )
 
 
+def teacher_targets_per_student(
+    teacher: Ensemble,
+    x: np.ndarray,
+    y: np.ndarray,
+    temperatures: Sequence[float],
+    alphas: Sequence[float],
+) -> dict[str, np.ndarray]:
+    """Cached targets with a teacher column per student, for a temperature-dependent teacher.
+
+    An arithmetic-mean :class:`kdlib.Ensemble`'s soft targets at temperature T are the
+    softmax of logits that change with T (:func:`kdlib.ensemble.mean_logits`), so one cache
+    cannot serve students of several temperatures. Student ``n``'s column holds the logits
+    exact at ``temperatures[n]``; the members run once, and each distinct temperature is
+    computed once from their logits. A scratch student (``alpha = 1``) ignores its column
+    and shares the first distilled one.
+
+    Returns
+    -------
+    dict
+        ``{"labels": y, "teacher_logits": logits}``, ``logits`` float32 of shape
+        ``(n, len(temperatures), classes)`` (what :class:`~kdlib.sweep.stacked.StackedStudents`
+        takes).
+    """
+    if not isinstance(teacher, Ensemble):
+        raise TypeError(
+            f"teacher_targets_per_student takes a kdlib.Ensemble, got "
+            f"{type(teacher).__name__}; a single model's logits serve every temperature: "
+            "use kdlib.soft_targets.cache_soft_targets(teacher, x, y)."
+        )
+    if len(temperatures) != len(alphas) or not temperatures:
+        raise ValueError(
+            f"give one temperature and one alpha per student, got {len(temperatures)} "
+            f"temperatures and {len(alphas)} alphas."
+        )
+    temperatures = [validate.temperature(t, "temperatures") for t in temperatures]
+    alphas = [validate.alpha(a, "alphas") for a in alphas]
+    distilled = list(dict.fromkeys(t for t, a in zip(temperatures, alphas) if a < 1.0))
+    needed = distilled or [temperatures[0]]
+    z = teacher.predict_member_logits(x, batch_size=report.INFERENCE_BATCH_SIZE)
+    cache = {t: mean_logits(z, t, teacher.mean).astype(np.float32) for t in needed}
+    columns = [cache[t] if a < 1.0 else cache[needed[0]] for t, a in zip(temperatures, alphas)]
+    return {LABELS_KEY: y, TEACHER_LOGITS_KEY: np.stack(columns, axis=1)}
+
+
 def _teacher_name(model: keras.Model) -> str:
     """What a given teacher is: the key of :data:`kdlib.experiment.TEACHERS` whose
-    architecture (the shapes of every weight) it has, else its own Keras name."""
-    shapes = [tuple(w.shape) for w in model.weights]
-    for name, build in experiment.TEACHERS.items():
-        if [tuple(w.shape) for w in build().weights] == shapes:
-            return name
-    return str(model.name)
+    architecture (the shapes of every weight) it has, else its own Keras name; for a
+    :class:`kdlib.Ensemble`, e.g. ``"ensemble of 3 cnn (arithmetic)"``."""
+    known = {
+        name: [tuple(w.shape) for w in build().weights]
+        for name, build in experiment.TEACHERS.items()
+    }
+
+    def name_of(single: keras.Model) -> str:
+        shapes = [tuple(w.shape) for w in single.weights]
+        return next((name for name, s in known.items() if s == shapes), str(single.name))
+
+    if not isinstance(model, Ensemble):
+        return name_of(model)
+    counts: dict[str, int] = {}
+    for member in model.members:
+        name = name_of(member)
+        counts[name] = counts.get(name, 0) + 1
+    kinds = ", ".join(f"{count} {name}" for name, count in counts.items())
+    return f"ensemble of {kinds} ({model.mean})"
 
 
 def format_summary(result: SweepResult) -> str:
