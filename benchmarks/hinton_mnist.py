@@ -93,7 +93,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--load-teacher", metavar="PATH", nargs="+", help="trained teacher(s) (.keras)"
     )
     parser.add_argument("--work-dir", default="build/hinton_mnist", help="saved teachers")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the teachers")
+    parser.add_argument(
+        "--student-seeds",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="student seeds (initial weights and data order; the first is used to choose T "
+        "and alpha): a scratch and a distilled student each, paired",
+    )
     parser.add_argument("--fast", action="store_true", help="small run (same as KDLIB_FAST=1)")
     parser.add_argument("--json", metavar="PATH", help="write ours and the paper's as JSON")
     args = parser.parse_args(argv)
@@ -118,6 +126,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
     for name in ("teacher_epochs", "epochs", "scratch_epochs", "members"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer")
+    if len(set(args.student_seeds)) != len(args.student_seeds):
+        parser.error(f"--student-seeds {args.student_seeds}: a seed given twice; e.g. 0 1 2")
     if args.select_epochs < 0:
         parser.error("--select-epochs must be 0 (no separate selection) or positive")
     from kdlib import validate
@@ -208,18 +218,25 @@ class Recipe:
     that all start from the same initial weights."""
 
     def __init__(self, args: argparse.Namespace, splits: Any, members: list[Any]) -> None:
-        import keras
 
-        from kdlib import models
         from kdlib.ensemble import Ensemble
 
         self.args, self.splits, self.members = args, splits, members
         self.n, self.batch = len(splits.x_train), 128
         self.teacher = members[0] if len(members) == 1 else Ensemble(members, mean=args.mean)
-        keras.utils.set_random_seed(args.seed + 1)
-        self.init = models.mlp(hidden=(800, 800), name="student").get_weights()
         self.val_table: Any = None
         self.train_table: Any = None
+        self.use_student_seed(args.student_seeds[0])
+
+    def use_student_seed(self, seed: int) -> None:
+        """Students from now on start from this seed's initial weights and data order."""
+        import keras
+
+        from kdlib import models
+
+        self.order_seed = self.args.seed + seed
+        keras.utils.set_random_seed(self.args.seed + 1 + seed)
+        self.init = models.mlp(hidden=(800, 800), name="student").get_weights()
 
     def fresh_student(self) -> Any:
         from kdlib import models
@@ -238,7 +255,7 @@ class Recipe:
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
         )
-        keras.utils.set_random_seed(self.args.seed)
+        keras.utils.set_random_seed(self.order_seed)
         scratch.fit(
             self.splits.x_train,
             self.splits.y_train,
@@ -267,8 +284,25 @@ class Recipe:
         from kdlib.shifts import view_logits
 
         self.val_table = self.member_logits(self.splits.x_val)
-        if self.args.transfer == "views":
+        if self.args.transfer == "views" and self.args.load_teacher:
             self.train_table = view_logits(self.member_logits, self.splits.x_train)
+        elif self.args.transfer == "views":  # saved beside the teachers it comes from
+            import numpy as np
+
+            from kdlib.io import atomic_path
+
+            path = Path(self.args.work_dir) / (
+                f"views_{self.args.teacher}_seeds{self.args.seed}-"
+                f"{self.args.seed + self.args.members - 1}_{self.args.teacher_epochs}ep_"
+                f"{self.n}images.npy"
+            )
+            if path.is_file():
+                print(f"teachers' logits on every view: reusing {path}", flush=True)
+                self.train_table = np.load(path)
+                return
+            self.train_table = view_logits(self.member_logits, self.splits.x_train)
+            with atomic_path(path) as tmp:
+                np.save(tmp, self.train_table)
         elif self.args.transfer == "plain":
             self.train_table = self.member_logits(self.splits.x_train)
 
@@ -300,7 +334,7 @@ class Recipe:
                 "teacher_logits": self.logits_at(self.val_table, temperature),
             },
         )
-        keras.utils.set_random_seed(self.args.seed)
+        keras.utils.set_random_seed(self.order_seed)
         if self.args.transfer == "plain":
             logits = self.logits_at(self.train_table, temperature)
             distiller.fit(
@@ -316,7 +350,7 @@ class Recipe:
             None if self.train_table is None else self.logits_at(self.train_table, temperature)
         )
         data = ShiftedTransferSet(
-            splits.x_train, splits.y_train, logits, batch_size=self.batch, seed=self.args.seed
+            splits.x_train, splits.y_train, logits, batch_size=self.batch, seed=self.order_seed
         )
         distiller.fit(data, epochs=epochs, verbose=2, validation_data=val)
         return student
@@ -412,7 +446,21 @@ def main(argv: list[str] | None = None) -> int:
     seconds["soft_targets"] = time.perf_counter() - clock
     clock = time.perf_counter()
     final, selection, best = recipe.select_and_train()
-    seconds["selection_and_final"] = time.perf_counter() - clock
+    seconds["selection"] = sum(r["seconds"] for r in selection)
+    seconds["final_student"] = time.perf_counter() - clock - seconds["selection"]
+    paired = [(args.student_seeds[0], scratch, final)]
+    clock = time.perf_counter()
+    for seed in args.student_seeds[1:]:  # the chosen (T, alpha), more students
+        print(f"student seed {seed}: scratch, then distilled at the chosen T and alpha")
+        recipe.use_student_seed(seed)
+        paired.append(
+            (
+                seed,
+                recipe.train_scratch(),
+                recipe.distil(best["temperature"], best["alpha"], args.epochs),
+            )
+        )
+    seconds["more_student_seeds"] = time.perf_counter() - clock
 
     teacher = recipe.teacher
     if isinstance(teacher, Ensemble):  # its class is the argmax of the mean at T = 1
@@ -430,6 +478,20 @@ def main(argv: list[str] | None = None) -> int:
         "alpha": best["alpha"],
         "selection": selection,
         "teacher": describe_teacher(args, len(members)),
+        "student_seeds": [
+            {
+                "seed": seed,
+                "scratch": {
+                    "val_errors": errors(a, splits.x_val, splits.y_val),
+                    "test_errors": errors(a, splits.x_test, splits.y_test),
+                },
+                "distilled": {
+                    "val_errors": errors(b, splits.x_val, splits.y_val),
+                    "test_errors": errors(b, splits.x_test, splits.y_test),
+                },
+            }
+            for seed, a, b in paired
+        ],
         "members": [
             {
                 "val_errors": errors(m, splits.x_val, splits.y_val),
