@@ -177,9 +177,13 @@ def test_write_json_onto_a_symlink_writes_the_file_it_points_to(tmp_path):
 
 
 _STAGE_AND_WAIT = """
-import sys, time
+import signal, sys, time
 from pathlib import Path
 from kdlib import io
+
+# SIGHUP's default action, as in a terminal, even when the tests run under nohup (which
+# ignores it, and kdlib rightly leaves an ignored signal alone)
+signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 folder = Path(sys.argv[1])
 with io.OutputSet() as outputs:
